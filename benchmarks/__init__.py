@@ -1,0 +1,1 @@
+"""structla's benchmark registry, runner and plotter (run with ``python -m structla bench``)."""

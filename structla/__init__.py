@@ -1,0 +1,36 @@
+"""structla: fast, verified linear algebra for structured matrices.
+
+Diagonal + low-rank triangular systems (DeltaNet), Cauchy and Vandermonde sums and
+HiPPO/NPLR state-space kernels (S4, S4D), the matrix sign family (msign, mcsgn,
+mclip) for Muon-style optimizers, Sylvester solvers and linear scans (Mamba), on
+NumPy (Numba kernels) and CuPy (CUDA kernels) with one API.
+
+Importing structla imports neither Numba nor CuPy; kernels compile on first use.
+"""
+
+from ._core.errors import IllConditionedWarning as IllConditionedWarning
+from ._core.errors import LinAlgError as LinAlgError
+from ._core.errors import NotConvergedWarning as NotConvergedWarning
+from ._core.info import IterationInfo as IterationInfo
+
+__version__ = "0.1.0"
+
+# --- tril ---------------------------------------------------------------------------
+# --- cauchy -------------------------------------------------------------------------
+# --- hippo --------------------------------------------------------------------------
+# --- matfun -------------------------------------------------------------------------
+# --- sylvester ----------------------------------------------------------------------
+# --- scan ---------------------------------------------------------------------------
+
+__all__ = [
+    "IllConditionedWarning",
+    "IterationInfo",
+    "LinAlgError",
+    "NotConvergedWarning",
+    # tril
+    # cauchy
+    # hippo
+    # matfun
+    # sylvester
+    # scan
+]

@@ -1,0 +1,1 @@
+"""The ``python -m structla`` commands: info, demo, check, bench."""
