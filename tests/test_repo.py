@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
