@@ -32,8 +32,8 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 @pytest.mark.skipif(importlib.util.find_spec("ruff") is None, reason="ruff not installed")
 def test_ruff_is_clean():
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--quiet", str(ROOT)], capture_output=True,
-                            text=True, cwd=ROOT)
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--quiet", str(ROOT)],
+                            capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
