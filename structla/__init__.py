@@ -22,6 +22,8 @@ from .cauchy._api import vandermonde as vandermonde
 # --- hippo --------------------------------------------------------------------------
 # --- matfun -------------------------------------------------------------------------
 # --- sylvester ----------------------------------------------------------------------
+from .sylvester._api import solve_lyapunov as solve_lyapunov
+from .sylvester._api import solve_sylvester as solve_sylvester
 # --- scan ---------------------------------------------------------------------------
 
 __all__ = [
@@ -36,5 +38,7 @@ __all__ = [
     # hippo
     # matfun
     # sylvester
+    "solve_lyapunov",
+    "solve_sylvester",
     # scan
 ]
