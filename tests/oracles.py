@@ -38,3 +38,41 @@ def loop_batch(fn, *arrays, core_ndims):
     if not results:
         return None
     return np.stack(results).reshape(batch + results[0].shape)
+
+
+# ---- cauchy
+def cauchy_dense(v, w, z, conj_pairs=False):
+    """``Σ_i v_i / (z_j − w_i)`` by float64 broadcasting over a ``(..., N, L)`` temporary.
+
+    Returns ``(k, scale)``: ``scale[..., j] = Σ_i |v_i| (|z_j| + |w_i|) / |z_j − w_i|²`` is the
+    componentwise condition of the sum (the error bound of ``cauchy`` is a few ulps of it).
+    """
+    v, w, z = as_host(v)[..., :, None], as_host(w)[..., :, None], as_host(z)[..., None, :]
+    if conj_pairs:
+        v, w = np.concatenate([v, v.conj()], axis=-2), np.concatenate([w, w.conj()], axis=-2)
+    d = z - w
+    k = (v / d).sum(axis=-2)
+    scale = (np.abs(v) * (np.abs(z) + np.abs(w)) / np.abs(d) ** 2).sum(axis=-2)
+    return k, scale
+
+
+def vandermonde_dense(v, x, length, log=False, conj_pairs=False):
+    """``Σ_i v_i x_i**l`` (``exp(l·x_i)`` if log) by float64 powers of a ``(..., N, L)`` array.
+
+    Returns ``(k, scale)`` with ``scale[..., l] = Σ_i |v_i| |x_i^l| (1 + l·σ_i)``, ``σ = |x|``
+    (log) or ``|log x| + 1``: the condition of the terms, including that of the power itself.
+    """
+    v, x = as_host(v).astype(np.complex128), as_host(x).astype(np.complex128)
+    exponent = np.arange(length)
+    if log:
+        terms = np.exp(x[..., :, None] * exponent)
+        s = np.abs(x)
+    else:
+        terms = x[..., :, None] ** exponent
+        with np.errstate(divide="ignore"):
+            s = np.where(x == 0, 0.0, np.abs(np.log(np.where(x == 0, 1, x))) + 1)
+    k = (v[..., :, None] * terms).sum(axis=-2)
+    scale = (np.abs(v[..., :, None] * terms) * (1 + exponent * s[..., :, None])).sum(axis=-2)
+    if conj_pairs:
+        k, scale = 2 * k.real, 2 * scale
+    return k, scale
