@@ -20,6 +20,19 @@ __version__ = "0.1.0"
 from .cauchy._api import cauchy as cauchy
 from .cauchy._api import vandermonde as vandermonde
 # --- hippo --------------------------------------------------------------------------
+from .hippo._api import NPLR as NPLR
+from .hippo._api import discretize as discretize
+from .hippo._api import discretize_diag as discretize_diag
+from .hippo._api import fftconv as fftconv
+from .hippo._api import hippo as hippo
+from .hippo._api import legs_matvec as legs_matvec
+from .hippo._api import legs_solve as legs_solve
+from .hippo._api import nplr as nplr
+from .hippo._api import rft_kernel as rft_kernel
+from .hippo._api import s4d_init as s4d_init
+from .hippo._api import ssm_kernel as ssm_kernel
+from .hippo._api import ssm_kernel_diag as ssm_kernel_diag
+from .hippo._api import ssm_kernel_dplr as ssm_kernel_dplr
 # --- matfun -------------------------------------------------------------------------
 # --- sylvester ----------------------------------------------------------------------
 from .sylvester._api import solve_lyapunov as solve_lyapunov
@@ -36,6 +49,19 @@ __all__ = [
     "cauchy",
     "vandermonde",
     # hippo
+    "NPLR",
+    "discretize",
+    "discretize_diag",
+    "fftconv",
+    "hippo",
+    "legs_matvec",
+    "legs_solve",
+    "nplr",
+    "rft_kernel",
+    "s4d_init",
+    "ssm_kernel",
+    "ssm_kernel_diag",
+    "ssm_kernel_dplr",
     # matfun
     # sylvester
     "solve_lyapunov",
