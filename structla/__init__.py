@@ -16,6 +16,12 @@ from ._core.info import IterationInfo as IterationInfo
 __version__ = "0.1.0"
 
 # --- tril ---------------------------------------------------------------------------
+from .tril._api import TrilDLR as TrilDLR
+from .tril._api import tril_dlr_dense as tril_dlr_dense
+from .tril._api import tril_dlr_inv as tril_dlr_inv
+from .tril._api import tril_dlr_matmul as tril_dlr_matmul
+from .tril._api import tril_dlr_solve as tril_dlr_solve
+from .tril._api import ut_transform as ut_transform
 # --- cauchy -------------------------------------------------------------------------
 from .cauchy._api import cauchy as cauchy
 from .cauchy._api import vandermonde as vandermonde
@@ -48,6 +54,12 @@ __all__ = [
     # cauchy
     "cauchy",
     "vandermonde",
+    "TrilDLR",
+    "tril_dlr_dense",
+    "tril_dlr_inv",
+    "tril_dlr_matmul",
+    "tril_dlr_solve",
+    "ut_transform",
     # hippo
     "NPLR",
     "discretize",

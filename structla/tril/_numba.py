@@ -1,0 +1,261 @@
+"""CPU kernels for diagonal + low-rank triangular matrices: Numba loops and BLAS blocks.
+
+Inputs are what ``_api.py`` prepared (see ``_reference.py``): one flattened batch axis,
+one compute dtype, lower-triangular problems only, ``log_decay`` real or ``None``.
+
+Two kinds of path, picked by size:
+
+* the O(n·d·m) row recursion (MATH A1) in a Numba loop, parallel over batch entries and
+  blocks of right-hand-side columns (columns never interact);
+* the chunked form (MATH A2, A5), which spends its time in BLAS matrix products: the
+  diagonal blocks are inverted once, and a short loop over chunks carries the d×m state.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import scipy.linalg
+
+from .._core.errors import LinAlgError
+from .._core.jit import kernel, prange
+
+# Below this many flops per row (d·m) the row recursion beats the chunked BLAS form:
+# the chunked form also pays O(c·(d + m)) per row for the diagonal blocks.
+_CHUNKED_MIN_DM = 1024
+# Chunk lengths: solves keep the extra per-row work c·(d + m) small against d·m; the
+# inverse wants long chunks, since its state update costs d²/c per entry of T⁻¹.
+_SOLVE_CHUNK = 64
+_INV_CHUNK = 256
+# Inverses of order up to this use the row recursion, parallel over the batch.
+_INV_ROWS_MAX_N = 192
+
+
+@kernel(parallel=True)
+def _rows(diag, q, k, e, src, out, width, solve):
+    """Row recursion for ``T x = src`` (``solve``) or ``out = T src``, ``width`` columns per task.
+
+    ``z[c]`` holds ``Σ_{j<i} Γ_ij x_jc k_j`` for column c of the task. One pass over ``z`` per
+    row both adds row i and forms ``q_{i+1}ᵀ z`` for the next row; folding the decay of the
+    next step ``e[i + 1]`` into that update keeps every factor ≤ 1 for decays.
+    """
+    count, n, d = q.shape
+    m = src.shape[2]
+    blocks = (m + width - 1) // width
+    for task in prange(count * blocks):
+        bi = task // blocks
+        c0 = (task - bi * blocks) * width
+        w = min(m, c0 + width) - c0
+        z = np.zeros((w, d), dtype=src.dtype)
+        acc = np.zeros(w, dtype=src.dtype)
+        for i in range(n):
+            lam = diag[bi, i]
+            inv = 1 / lam
+            nxt = min(i + 1, n - 1)
+            f = e[bi, nxt]
+            for c in range(w):
+                if solve:
+                    v = (src[bi, i, c0 + c] - acc[c]) * inv
+                    out[bi, i, c0 + c] = v
+                else:
+                    v = src[bi, i, c0 + c]
+                    out[bi, i, c0 + c] = lam * v + acc[c]
+                s = acc[c] * 0
+                for r in range(d):
+                    t = f * (z[c, r] + k[bi, i, r] * v)
+                    z[c, r] = t
+                    s += q[bi, nxt, r] * t
+                acc[c] = s
+
+
+@kernel(parallel=True)
+def _inv_rows(diag, q, k, e, y):
+    """``y = T⁻¹`` row by row (MATH A5), parallel over the batch; ``y`` arrives zeroed."""
+    count, n, d = q.shape
+    for bi in prange(count):
+        z = np.zeros((d, n), dtype=y.dtype)
+        acc = np.empty(n, dtype=y.dtype)
+        for row in range(n):
+            for j in range(row):
+                acc[j] = 0
+            for r in range(d):
+                qr = q[bi, row, r]
+                for j in range(row):
+                    acc[j] += qr * z[r, j]
+            inv = 1 / diag[bi, row]
+            for j in range(row):
+                y[bi, row, j] = -acc[j] * inv
+            y[bi, row, row] = inv
+            f = e[bi, row + 1] if row + 1 < n else e[bi, row]
+            for r in range(d):
+                kr = k[bi, row, r]
+                for j in range(row + 1):
+                    z[r, j] = f * (z[r, j] + kr * y[bi, row, j])
+
+
+def _decay_factors(log_decay, count, n, real):
+    if log_decay is None:
+        return np.ones((count, n), dtype=real)
+    return np.exp(log_decay).astype(real, copy=False)
+
+
+def _task_width(count: int, m: int) -> int:
+    """Columns per task: enough tasks to keep every thread busy, at least 8 columns each."""
+    threads = numba.get_num_threads()
+    blocks = max(1, min(-(-m // 8), -(-threads // max(count, 1))))
+    return max(1, -(-m // blocks))
+
+
+def _recursive(diag, q, k, src, log_decay, solve):
+    count, n, _ = q.shape
+    out = np.empty_like(src)
+    if out.size == 0:
+        return out
+    e = _decay_factors(log_decay, count, n, src.real.dtype)
+    _rows(diag, q, k, e, src, out, _task_width(count, src.shape[2]), solve)
+    return out
+
+
+def _chunk_views(log_decay, s, e):
+    """Decay factors of chunk [s, e): to the chunk's rows, from its rows, and across it.
+
+    Built from the cumulative sum within the chunk only, so every exponent is a sum of
+    given log-decays over at most one chunk (≤ 0 for decays): no overflow, and no
+    cancellation between long sums.
+    """
+    cum = np.cumsum(log_decay[s:e])
+    to_rows = np.exp(cum)
+    from_rows = np.exp(cum[-1] - cum)
+    gamma = np.exp(np.tril(cum[:, None] - cum[None, :], -1))
+    return to_rows, from_rows, float(to_rows[-1]), gamma
+
+
+def _diagonal_block(diag, q, k, gamma):
+    """The dense lower-triangular diagonal block ``T_II``."""
+    a = np.tril(q @ k.T, -1)
+    if gamma is not None:
+        a *= gamma
+    a[np.diag_indices_from(a)] = diag
+    return a
+
+
+def _solve_chunked_one(diag, q, k, b, log_decay, chunk):
+    """``T x = b`` for one problem by chunks (MATH A2): per chunk three BLAS products."""
+    n, d = q.shape
+    m = b.shape[1]
+    x = np.empty_like(b)
+    z = np.zeros((d, m), dtype=b.dtype)
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        if log_decay is None:
+            qa, kt, last, gamma = q[s:e], k[s:e], 1.0, None
+        else:
+            to_rows, from_rows, last, gamma = _chunk_views(log_decay, s, e)
+            qa = q[s:e] * to_rows[:, None].astype(q.real.dtype)
+            kt = k[s:e] * from_rows[:, None].astype(q.real.dtype)
+        block = _diagonal_block(diag[s:e], q[s:e], k[s:e], gamma)
+        rhs = b[s:e] - qa @ z
+        x[s:e] = scipy.linalg.solve_triangular(block, rhs, lower=True, check_finite=False)
+        if last != 1.0:
+            z *= last
+        z += kt.T @ x[s:e]
+    return x
+
+
+def tril_dlr_solve(diag, q, k, b, log_decay, *, method="auto", chunk=None):
+    """``T x = b``; ``method`` "recursive", "chunked" or "auto" (by d·m)."""
+    count, n, d = q.shape
+    m = b.shape[2]
+    if method == "auto":
+        method = "chunked" if d * m >= _CHUNKED_MIN_DM and n > 2 * _SOLVE_CHUNK else "recursive"
+    if method == "recursive" or b.size == 0:
+        return _recursive(diag, q, k, b, log_decay, True)
+    chunk = chunk or _SOLVE_CHUNK
+    out = np.empty_like(b)
+    for i in range(count):
+        g = None if log_decay is None else log_decay[i]
+        out[i] = _solve_chunked_one(diag[i], q[i], k[i], b[i], g, chunk)
+    return out
+
+
+def tril_dlr_matmul(diag, q, k, x, log_decay):
+    """``T x`` by the row recursion (one pass, O(n·d·m))."""
+    return _recursive(diag, q, k, x, log_decay, False)
+
+
+def _trtri(a):
+    """Inverse of a lower-triangular block with LAPACK ``?trtri``."""
+    (trtri,) = scipy.linalg.lapack.get_lapack_funcs(("trtri",), (a,))
+    inv, info = trtri(a, lower=1)
+    if info != 0:
+        raise LinAlgError(f"diagonal block of T is singular (LAPACK trtri info={info})")
+    return np.tril(inv)
+
+
+def _inv_chunked_one(diag, q, k, log_decay, chunk, y):
+    """``y = T⁻¹`` for one problem by chunks (MATH A5 with matrix products), y zeroed.
+
+    ``z[:, :s] = Σ_{j<s} Γ_{s-1,j} k_j Y[j, :s]``. A chunk's rows left of it are
+    ``-W z`` with ``W = Y_II diag(a) Q_I``; the state moves on by the d×d matrix
+    ``last·I − K̃ᵀW`` (cheaper than ``K̃ᵀ Y_{I,:s}`` once the chunk is longer than d).
+    """
+    n, d = q.shape
+    z = np.zeros((d, n), dtype=y.dtype)
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        if log_decay is None:
+            qa, kt, last, gamma = q[s:e], k[s:e], 1.0, None
+        else:
+            to_rows, from_rows, last, gamma = _chunk_views(log_decay, s, e)
+            qa = q[s:e] * to_rows[:, None].astype(q.real.dtype)
+            kt = k[s:e] * from_rows[:, None].astype(q.real.dtype)
+        block_inv = _trtri(_diagonal_block(diag[s:e], q[s:e], k[s:e], gamma))
+        y[s:e, s:e] = block_inv
+        if s > 0:
+            w = block_inv @ qa
+            np.matmul(w, z[:, :s], out=y[s:e, :s])
+            y[s:e, :s] *= -1
+            step = -(kt.T @ w)
+            step[np.diag_indices_from(step)] += last
+            z[:, :s] = step @ z[:, :s]
+        z[:, s:e] = kt.T @ block_inv
+
+
+def tril_dlr_inv(diag, q, k, log_decay, *, method="auto", chunk=None):
+    """``T⁻¹``, Θ(n²·d): row recursion for small n, chunked BLAS form for large n."""
+    count, n, d = q.shape
+    y = np.zeros((count, n, n), dtype=q.dtype)
+    if y.size == 0:
+        return y
+    if method == "auto":
+        method = "recursive" if n <= _INV_ROWS_MAX_N else "chunked"
+    if method == "recursive":
+        _inv_rows(diag, q, k, _decay_factors(log_decay, count, n, q.real.dtype), y)
+        return y
+    chunk = chunk or _INV_CHUNK
+    for i in range(count):
+        _inv_chunked_one(diag[i], q[i], k[i], None if log_decay is None else log_decay[i], chunk, y[i])
+    return y
+
+
+def ut_transform(k, beta, log_decay):
+    """DeltaNet's UT block: the inverse with λ = 1 and Q = diag(β) K, columns scaled by β."""
+    ones = np.ones(beta.shape, dtype=k.dtype)
+    y = tril_dlr_inv(ones, beta[:, :, None] * k, k, log_decay)
+    y *= beta[:, None, :]
+    return y
+
+
+def tril_dlr_dense(diag, q, k, log_decay):
+    """The dense matrix, one batched BLAS product plus the mask."""
+    count, n, _ = q.shape
+    a = q @ np.swapaxes(k, 1, 2)
+    if log_decay is None:
+        a *= np.tri(n, n, -1, dtype=a.real.dtype)
+    else:
+        g = np.cumsum(log_decay.astype(np.float64), axis=1)
+        diff = np.where(np.tri(n, n, -1, dtype=bool), g[:, :, None] - g[:, None, :], -np.inf)
+        a *= np.exp(diff).astype(a.real.dtype)
+    index = np.arange(n)
+    a[:, index, index] = diag
+    return a
