@@ -346,3 +346,85 @@ def test_peak_memory_well_below_broadcast_temporary():
     assert output_bytes == 64 * 2**16 * 16
     # the output itself (64 MiB) plus scratch; a broadcast temporary would be 4 GiB.
     assert growth <= 2 * output_bytes, f"peak RSS grew by {growth / 2**20:.0f} MiB"
+
+
+# ---- GPU: CUDA kernels against float64 CPU oracles, outputs poisoned with NaN ----------------
+
+def test_cuda_tile_constant_matches_launch_code():
+    """The launch grid assumes the kernel's NODES_PER_THREAD; a mismatch would skip nodes."""
+    import re
+    from pathlib import Path
+
+    source = (Path(structla.__file__).parent / "cauchy" / "cauchy.cu").read_text()
+    launch_code = (Path(structla.__file__).parent / "cauchy" / "_cupy.py").read_text()
+    in_cu = re.search(r"constexpr int NODES_PER_THREAD = (\d+);", source).group(1)
+    in_py = re.search(r"^NODES_PER_THREAD = (\d+)$", launch_code, re.MULTILINE).group(1)
+    assert in_cu == in_py
+
+
+GPU_SHAPES = [  # (count, N, L, z shared by the batch): tails of tiles, pole chunks > 256, many rows
+    (3, 1, 1, False), (3, 3, 7, True), (2, 31, 513, False), (4, 100, 4097, True),
+    (2, 300, 1000, False), (70000, 2, 3, False),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", COMPLEX)
+@pytest.mark.parametrize("shape", GPU_SHAPES)
+def test_gpu_cauchy_poisoned_output(cp, shape, dtype):
+    from structla.cauchy import _cupy
+
+    count, n, length, shared = shape
+    rng = np.random.default_rng(count + n + length)
+    v, w, z = cauchy_data(rng, (count,), (1,) if shared else (count,), n, length, dtype)
+    dz = cp.asarray(z)
+    dz = cp.broadcast_to(dz, (count, length)) if shared else dz
+    for conj_pairs in (False, True):
+        out = cp.full((count, length), complex(np.nan, np.nan), dtype=dtype)
+        _cupy._cauchy_into(cp.asarray(v), cp.asarray(w), dz, conj_pairs, out)
+        ref, scale = cauchy_dense(v, w, z, conj_pairs)
+        assert_within(out, ref, scale, dtype, 2 * n if conj_pairs else n)
+    k = structla.cauchy(cp.asarray(v), cp.asarray(w), cp.asarray(z), conj_pairs=True)
+    assert isinstance(k, cp.ndarray) and k.dtype == dtype
+    cpu = structla.cauchy(v, w, z, conj_pairs=True)
+    assert_within(k, cpu, cauchy_dense(v, w, z, True)[1], dtype, 2 * n)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", COMPLEX)
+@pytest.mark.parametrize("shape", GPU_SHAPES)
+def test_gpu_vandermonde_poisoned_output(cp, shape, dtype):
+    from structla.cauchy import _cupy
+
+    count, n, length, _ = shape
+    rng = np.random.default_rng(count + n + length + 1)
+    for log in (False, True):
+        v, x = vandermonde_data(rng, (count,), n, dtype, log)
+        for conj_pairs in (False, True):
+            out_dtype = np.finfo(dtype).dtype if conj_pairs else np.dtype(dtype)
+            out = cp.full((count, length), np.nan, dtype=out_dtype)
+            _cupy._vandermonde_into(cp.asarray(v), cp.asarray(x), length, log, conj_pairs, out)
+            ref, scale = vandermonde_dense(v, x, length, log, conj_pairs)
+            assert_within(out, ref, scale, dtype, n)
+    k = structla.vandermonde(cp.asarray(v), cp.asarray(x), length, log=True, conj_pairs=True)
+    assert isinstance(k, cp.ndarray) and k.dtype == np.finfo(dtype).dtype
+
+
+@pytest.mark.gpu
+def test_gpu_edge_cases(cp):
+    w = cp.asarray([0.5 + 1j, -2.0, 3j])
+    v = cp.asarray([1.0, 2.0 - 1j, 0.5j])
+    z = cp.asarray([0.0, 0.5 + 1j, 1.0, -2.0, 2j])
+    k = structla.cauchy(v, w, z).get()
+    assert np.isfinite(k).tolist() == [True, False, True, False, True]
+    k = structla.vandermonde(cp.asarray([2.0, 3.0, 1j]), cp.asarray([0.0, 1.0, 0.5]), 4).get()
+    np.testing.assert_allclose(k, [2 + 3 + 1j, 3 + 0.5j, 3 + 0.25j, 3 + 0.125j], rtol=1e-15)
+    assert structla.cauchy(cp.ones((0, 3)), cp.ones(3), cp.ones(5)).shape == (0, 5)
+    k = structla.vandermonde(cp.ones((2, 0)), cp.ones(0), 4)
+    assert k.shape == (2, 4) and not k.any()
+    # long sequences: the error does not grow with l on the GPU either
+    angle = np.random.default_rng(9).uniform(-np.pi, np.pi, 8)
+    x = (1j * angle).astype(np.complex64)
+    k = structla.vandermonde(cp.ones(8, cp.complex64), cp.asarray(x), 2**16, log=True).get()
+    ref = np.exp(np.outer(np.arange(2**16), x.astype(np.complex128))).sum(axis=1)
+    assert np.abs(k - ref).max() <= 4 * 12 * eps("complex64") * 8
