@@ -44,6 +44,9 @@ from .hippo._api import ssm_kernel_dplr as ssm_kernel_dplr
 from .sylvester._api import solve_lyapunov as solve_lyapunov
 from .sylvester._api import solve_sylvester as solve_sylvester
 # --- scan ---------------------------------------------------------------------------
+from .scan._api import deer as deer
+from .scan._api import linear_scan as linear_scan
+from .scan._api import selective_scan as selective_scan
 
 __all__ = [
     "IllConditionedWarning",
@@ -79,4 +82,7 @@ __all__ = [
     "solve_lyapunov",
     "solve_sylvester",
     # scan
+    "deer",
+    "linear_scan",
+    "selective_scan",
 ]

@@ -76,3 +76,69 @@ def vandermonde_dense(v, x, length, log=False, conj_pairs=False):
     if conj_pairs:
         k, scale = 2 * k.real, 2 * scale
     return k, scale
+
+
+# ---- scan
+
+
+def linear_scan_loop(a, b, h0=None, reverse=False):
+    """``h_t = a_t h_{t-1} + b_t`` along the last axis, one step at a time (float64/complex128)."""
+    a, b = np.broadcast_arrays(as_host(a), as_host(b))
+    dtype = np.result_type(a, b, np.float64 if h0 is None else as_host(h0))
+    out = np.empty(a.shape, dtype=dtype)
+    h = np.zeros(a.shape[:-1], dtype=dtype) if h0 is None else np.broadcast_to(as_host(h0), a.shape[:-1])
+    steps = range(a.shape[-1] - 1, -1, -1) if reverse else range(a.shape[-1])
+    for t in steps:
+        h = a[..., t] * h + b[..., t]
+        out[..., t] = h
+    return out
+
+
+def _selective_coefficient(M, b, d, t, dim):
+    if M.ndim == 2:
+        return M[d]
+    if M.ndim == 3:
+        return M[b if M.shape[0] > 1 else 0, :, t]
+    return M[b if M.shape[0] > 1 else 0, d // (dim // M.shape[1]), :, t]
+
+
+def selective_scan_loop(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                        h0=None):
+    """mamba_ssm's ``selective_scan_ref`` one (batch, channel, step) at a time in float64.
+
+    B, C: ``(D, N)`` time-invariant, ``(batch, N, L)`` or grouped ``(batch, G, N, L)``
+    (complex when A is complex). Returns ``(y, last_state)``.
+    """
+    u, delta, A, B, C = (as_host(x) for x in (u, delta, A, B, C))
+    batch, dim, length = u.shape
+    complex_model = np.iscomplexobj(A)
+    y = np.zeros((batch, dim, length))
+    last = np.zeros((batch, dim, A.shape[1]), dtype=A.dtype)
+    for b in range(batch):
+        for d in range(dim):
+            h = np.zeros(A.shape[1], dtype=A.dtype) if h0 is None else as_host(h0)[b, d].astype(A.dtype)
+            for t in range(length):
+                dt = delta[b, d, t] + (0.0 if delta_bias is None else float(delta_bias[d]))
+                if delta_softplus:
+                    dt = np.logaddexp(0.0, dt)
+                h = np.exp(dt * A[d]) * h + dt * _selective_coefficient(B, b, d, t, dim) * u[b, d, t]
+                out = np.sum(_selective_coefficient(C, b, d, t, dim) * h)
+                out = 2 * out.real if complex_model else out
+                if D is not None:
+                    out += float(D[d]) * u[b, d, t]
+                if z is not None:
+                    out *= z[b, d, t] * (0.5 + 0.5 * np.tanh(0.5 * z[b, d, t]))  # silu
+                y[b, d, t] = out
+            last[b, d] = h
+    return y, last
+
+
+def tanh_rnn_loop(W, u, x0):
+    """``x_t = tanh(W x_{t-1} + u_t)`` (W ``(d, d)``, or ``(d,)`` elementwise), step by step."""
+    W, u, x = as_host(W), as_host(u), as_host(x0)
+    out = np.empty(u.shape)
+    for t in range(u.shape[-2]):
+        x = np.tanh((W @ x if W.ndim == 2 else W * x) + u[t])
+        out[t] = x
+    return out
+
