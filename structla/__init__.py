@@ -40,6 +40,15 @@ from .hippo._api import ssm_kernel as ssm_kernel
 from .hippo._api import ssm_kernel_diag as ssm_kernel_diag
 from .hippo._api import ssm_kernel_dplr as ssm_kernel_dplr
 # --- matfun -------------------------------------------------------------------------
+from .matfun._api import inv_sqrtm as inv_sqrtm
+from .matfun._api import mclip as mclip
+from .matfun._api import mcsgn as mcsgn
+from .matfun._api import msign as msign
+from .matfun._api import msign_vjp as msign_vjp
+from .matfun._api import ns_coefficients as ns_coefficients
+from .matfun._api import polar as polar
+from .matfun._api import polar_express_coefficients as polar_express_coefficients
+from .matfun._api import sqrtm as sqrtm
 # --- sylvester ----------------------------------------------------------------------
 from .sylvester._api import solve_lyapunov as solve_lyapunov
 from .sylvester._api import solve_sylvester as solve_sylvester
@@ -78,6 +87,15 @@ __all__ = [
     "ssm_kernel_diag",
     "ssm_kernel_dplr",
     # matfun
+    "inv_sqrtm",
+    "mclip",
+    "mcsgn",
+    "msign",
+    "msign_vjp",
+    "ns_coefficients",
+    "polar",
+    "polar_express_coefficients",
+    "sqrtm",
     # sylvester
     "solve_lyapunov",
     "solve_sylvester",

@@ -1,0 +1,131 @@
+"""Coefficient tables of the odd-polynomial (Newton–Schulz type) iterations (MATH D2).
+
+Every step maps each singular value by ``p(σ) = a σ + b σ³ + c σ⁵``; a table is a
+``(steps, 3)`` float64 array of rows ``(a, b, c)`` (``c = 0`` for cubic steps).
+The Polar Express table is built here by the greedy minimax (Remez) construction of
+Amsel, Persson, Musco and Gower (2025); the other tables are the published constants.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+__all__ = ["NAMED", "POLISH", "named_table", "polar_express_table", "scalar_map"]
+
+#: The maximally flat odd quintic at 1 (the limit of the minimax polynomials as the
+#: interval shrinks to a point): p(1) = 1, p'(1) = p''(1) = 0, cubic convergence.
+POLISH = (15 / 8, -10 / 8, 3 / 8)
+_POLISH_CUBIC = (3 / 2, -1 / 2, 0.0)
+
+_MUON = (3.4445, -4.7750, 2.0315)
+_CUBIC = (1.5, -0.5, 0.0)
+_SU = ((4.6182, -12.9582, 9.3299), (3.8496, -7.9585, 4.3052), (3.5204, -7.2918, 4.0606),
+       (3.2067, -6.8243, 4.2802), (3.2978, -5.7848, 3.8917))
+_JIACHENG = tuple(tuple(v / 1024 for v in row) for row in (
+    (3955, -8306, 5008), (3735, -6681, 3463), (3799, -6499, 3211),
+    (4019, -6385, 2906), (2677, -3029, 1162), (2172, -1833, 682)))
+
+#: Named families: (rows, whether the rows repeat cyclically as one constant triple).
+NAMED = {
+    "muon": ((_MUON,), True),
+    "cubic": ((_CUBIC,), True),
+    "su": (_SU, False),
+    "jiacheng": (_JIACHENG, False),
+}
+
+
+def scalar_map(table: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Apply the scalar maps of ``table``'s rows in order to ``x`` (float64)."""
+    x = np.asarray(x, dtype=np.float64)
+    for a, b, c in np.asarray(table, dtype=np.float64):
+        x2 = x * x
+        x = x * (a + x2 * (b + c * x2))
+    return x
+
+
+def _poly(coef: np.ndarray, x: np.ndarray) -> np.ndarray:
+    # odd polynomial Σ coef[k] x^(2k+1)
+    x = np.asarray(x, dtype=np.float64)
+    return sum(c * x ** (2 * k + 1) for k, c in enumerate(coef))
+
+
+def _critical_points(coef: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Interior extrema of the odd polynomial: positive roots of p' in (lo, hi), sorted."""
+    # p'(x) = Σ (2k+1) coef[k] y^k with y = x²
+    deriv = [(2 * k + 1) * c for k, c in enumerate(coef)]
+    roots = np.roots(deriv[::-1])
+    roots = roots[np.abs(roots.imag) <= 1e-12 * np.maximum(1.0, np.abs(roots))].real
+    x = np.sqrt(roots[roots > 0])
+    return np.sort(x[(x > lo) & (x < hi)])
+
+
+def _minimax(lo: float, hi: float, degree: int) -> np.ndarray:
+    """Odd polynomial of ``degree`` minimising ``max_{[lo, hi]} |p(x) − 1|`` (Remez).
+
+    The optimum equioscillates at ``k + 2`` points (``k + 1`` coefficients): ``lo``,
+    the ``k`` interior extrema and ``hi``, alternating ``1 − E, 1 + E, …``.
+    """
+    k = (degree - 1) // 2
+    interior = lo + (hi - lo) * (2 * np.arange(1, k + 1) - 1) / (2 * k)
+    points = np.concatenate(([lo], interior, [hi]))
+    sign = np.where(np.arange(k + 2) % 2 == 0, -1.0, 1.0)
+    error = np.inf
+    for _ in range(100):
+        system = np.column_stack([points ** (2 * j + 1) for j in range(k + 1)] + [-sign])
+        solution = np.linalg.solve(system, np.ones(k + 2))
+        coef, new_error = solution[:-1], solution[-1]
+        interior = _critical_points(coef, lo, hi)
+        if interior.size != k:
+            raise ArithmeticError("Remez iteration lost an extremum")
+        points = np.concatenate(([lo], interior, [hi]))
+        if abs(new_error - error) < 1e-15:
+            break
+        error = new_error
+    return coef
+
+
+@functools.lru_cache(maxsize=64)
+def _raw_table(steps: int, lower: float, degree: int, cushion: float) -> tuple:
+    rows = []
+    lo, hi = float(lower), 1.0
+    flat = np.array(POLISH if degree == 5 else _POLISH_CUBIC[:2])
+    for _ in range(steps):
+        left = max(lo, cushion * hi)
+        collapsed = left / hi > 1 - 5e-6
+        if collapsed:
+            coef = flat / hi ** (2 * np.arange(flat.size) + 1)
+        else:
+            coef = _minimax(left, hi, degree)
+        # recentre so that the image of [lo, hi] is symmetric about 1; the image is
+        # then the next interval
+        image = _poly(coef, np.concatenate(([lo, hi], _critical_points(coef, lo, hi))))
+        coef = coef * (2 / (image.min() + image.max()))
+        lo = float(image.min() * 2 / (image.min() + image.max()))
+        hi = 2 - lo
+        rows.append((tuple(coef) + (0.0,) * (3 - coef.size), collapsed))
+    return tuple(rows)
+
+
+def polar_express_table(steps: int, lower: float, degree: int, safety: float,
+                        cushion: float) -> np.ndarray:
+    """The (validated) Polar Express table as a fresh ``(steps, 3)`` float64 array."""
+    raw = _raw_table(steps, lower, degree, cushion)
+    table = np.array([row for row, _ in raw], dtype=np.float64).reshape(steps, 3)
+    # Minimax rows (all but the last) leave slack for round-off that puts σ above
+    # the interval, where p grows without bound. Maximally flat rows contract
+    # around 1 (p'(1) = p''(1) = 0) and need none; scaling them would move the
+    # fixed point off 1.
+    scaled = np.array([not flat for _, flat in raw[:-1]] + [False], dtype=bool)
+    table[scaled] /= np.array([safety, safety**3, safety**5])
+    return table
+
+
+def named_table(name: str, steps: int) -> np.ndarray:
+    """Rows of a published family; fixed-length tables continue with :data:`POLISH`."""
+    rows, constant = NAMED[name]
+    if constant:
+        return np.tile(np.array(rows[0], dtype=np.float64), (steps, 1))
+    rows = list(rows[:steps]) + [POLISH] * max(0, steps - len(rows))
+    return np.array(rows, dtype=np.float64).reshape(steps, 3)

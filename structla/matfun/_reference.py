@@ -1,0 +1,433 @@
+"""Matrix-product iterations for the matrix sign family, written against ``xp``.
+
+Every routine takes stacks ``(count, ...)`` prepared by :mod:`structla.matfun._api`
+and runs on NumPy (BLAS) and CuPy (cuBLAS) alike: the work is matrix products, so
+this module is both the oracle and the fast path on either device. Host
+synchronisation happens only at convergence checks (every ``check_every`` steps).
+
+Notation (MATH D2): one step maps every singular value (msign) or eigenvalue
+(mcsgn) by ``p(s) = a s + b s³ + c s⁵``, computed as ``X ← (aI + bY + cY²) X`` with
+``Y = X Xᴴ`` (msign) or ``Y = X²`` (mcsgn).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from .._core.errors import LinAlgError
+
+__all__ = [
+    "coupled_sqrt",
+    "mclip",
+    "mclip_svd",
+    "mcsgn",
+    "msign",
+    "msign_defect",
+    "msign_svd",
+    "msign_vjp_svd",
+    "polar_hermitian",
+    "predicted_error",
+    "root_residual",
+]
+
+#: Convergence is judged only once every |s − 1| is below this.
+_DEFECT_LIMIT = 0.2
+#: Lower bounds, for |s − 1| ≤ 0.2, of the measured defects per unit |s − 1|:
+#: s²|s² − 1| ≥ 1.15 |s − 1| (msign, eigenvalues of YY − Y) and |s² − 1| ≥ 1.8 |s − 1|
+#: (mcsgn, eigenvalues of X² − I). The spectral norm of a defect matrix is at most
+#: its Frobenius norm, so defect / slope bounds max |s − 1|.
+_MSIGN_SLOPE = 1.15
+_SIGN_SLOPE = 1.8
+
+
+@dataclass
+class Outcome:
+    """How an iteration ended (the API turns it into an ``IterationInfo``)."""
+
+    iterations: int = 0
+    predicted: float = float("inf")
+    converged: bool = False
+    diverged: bool = False
+    history: list[float] = field(default_factory=list)
+
+
+def predicted_error(row: np.ndarray, defect: float) -> float:
+    """Bound on ``max |p(s) − 1|`` over ``|s − 1| ≤ defect`` for one coefficient row.
+
+    ``defect`` bounds ``|s − 1|`` for the singular values before the step; the
+    result bounds them after it (scalar maps act on each singular value alone).
+    """
+    if not np.isfinite(defect) or defect > _DEFECT_LIMIT:
+        return float("inf")
+    a, b, c = (float(v) for v in row)
+    lo, hi = 1.0 - defect, 1.0 + defect
+    points = [lo, hi]
+    # extrema of p inside the interval: p'(s) = a + 3b s² + 5c s⁴ = 0
+    for y in np.roots([5 * c, 3 * b, a] if c != 0 else [3 * b, a]):
+        if abs(y.imag) < 1e-12 and y.real > 0 and lo < np.sqrt(y.real) < hi:
+            points.append(float(np.sqrt(y.real)))
+    s = np.array(points)
+    return float(np.max(np.abs(s * (a + s * s * (b + c * s * s)) - 1.0)))
+
+
+def _eye_like(n: int, dtype: Any, xp: ModuleType) -> Any:
+    return xp.eye(n, dtype=dtype)
+
+
+def _frobenius(x: Any, xp: ModuleType) -> Any:
+    """Per-matrix Frobenius norm of a stack ``(count, n, m)``."""
+    return xp.sqrt(xp.sum((x * x.conj()).real, axis=(-2, -1)))
+
+
+def _poly_matrix(row: np.ndarray, Y: Any, Y2: Any, eye: Any) -> Any:
+    a, b, c = (float(v) for v in row)
+    H = b * Y
+    if c != 0.0:
+        H += c * Y2
+    H += a * eye
+    return H
+
+
+def _power_of_two_scale(M: Any, xp: ModuleType) -> Any:
+    """Per-matrix powers of two ``2^-e`` with ``max|M·2^-e|`` in [0.5, 1) (1 for zero matrices).
+
+    Multiplying by a power of two is exact, so inputs anywhere in the floating-point
+    range are brought to unit size before anything is squared.
+    """
+    amax = xp.max(xp.abs(M), axis=(-2, -1)) if M.size else xp.zeros(M.shape[0], M.real.dtype)
+    _, exponent = xp.frexp(amax)
+    return xp.ldexp(xp.ones_like(amax), -exponent)
+
+
+def _scaled(M: Any, cdt: np.dtype, xp: ModuleType) -> Any:
+    """``M`` scaled by a power of two to unit size and cast to the compute dtype."""
+    scale = _power_of_two_scale(M, xp)
+    return (M * scale[:, None, None].astype(M.dtype)).astype(cdt, copy=False)
+
+
+def _safe_divide(X: Any, norm: Any, xp: ModuleType) -> Any:
+    norm = xp.where(norm > 0, norm, xp.ones_like(norm))
+    return X / norm[:, None, None].astype(X.dtype)
+
+
+def _run(step, table: np.ndarray, *, tol: float, adaptive: bool, check_every: int) -> Outcome:
+    """Apply ``step(row, measure)`` for each row of ``table``; stop early when converged.
+
+    ``step`` returns the defect of the iterate *before* the step (a device array of
+    per-matrix values) when ``measure`` is true. Reading it is the only host sync.
+    """
+    out = Outcome()
+    for t, row in enumerate(table):
+        fixed_point = abs(float(row[0] + row[1] + row[2]) - 1.0)
+        measure = adaptive and fixed_point <= tol and (t + 1) % check_every == 0
+        defect = step(row, measure)
+        out.iterations = t + 1
+        if defect is None:
+            continue
+        value = float(defect.max()) if defect.size else 0.0
+        out.history.append(value)
+        if not np.isfinite(value):
+            out.diverged = True
+            return out
+        out.predicted = predicted_error(row, value)
+        if out.predicted <= tol:
+            out.converged = True
+            return out
+    return out
+
+
+# ---------------------------------------------------------------------------------
+# msign
+
+
+def _msign_standard(X: Any, table: np.ndarray, xp: ModuleType, **run: Any) -> tuple[Any, Outcome]:
+    eye = _eye_like(X.shape[-2], X.dtype, xp)
+    state = {"X": X}
+
+    def step(row, measure):
+        X = state["X"]
+        Y = X @ X.conj().swapaxes(-1, -2)
+        Y2 = Y @ Y if (row[2] != 0 or measure) else None
+        defect = _frobenius(Y2 - Y, xp) / _MSIGN_SLOPE if measure else None
+        state["X"] = _poly_matrix(row, Y, Y2, eye) @ X
+        return defect
+
+    outcome = _run(step, table, **run)
+    return state["X"], outcome
+
+
+def _msign_gram(X: Any, table: np.ndarray, xp: ModuleType, restart: int,
+                **run: Any) -> tuple[Any, Outcome]:
+    """Iterate on the Gram matrix ``R = X Xᴴ`` and the accumulated polynomial ``Q``.
+
+    ``X_t = Q_t X_0`` with ``Q_{t+1} = H_t Q_t`` and ``R_{t+1} = H_t R_t H_t``: only
+    k×k products per step. Rounding in ``R`` is amplified by 1/σ² for small σ, so
+    every ``restart`` steps X is formed and ``R`` recomputed from it.
+    """
+    eye = _eye_like(X.shape[-2], X.dtype, xp)
+    state = {"X0": X, "Q": None, "R": X @ X.conj().swapaxes(-1, -2), "since": 0}
+
+    def step(row, measure):
+        if state["since"] == restart:
+            X = state["X0"] if state["Q"] is None else state["Q"] @ state["X0"]
+            state.update(X0=X, Q=None, R=X @ X.conj().swapaxes(-1, -2), since=0)
+        Y = state["R"]
+        Y2 = Y @ Y
+        defect = _frobenius(Y2 - Y, xp) / _MSIGN_SLOPE if measure else None
+        H = _poly_matrix(row, Y, Y2, eye)
+        state["Q"] = H if state["Q"] is None else H @ state["Q"]
+        state["R"] = (H @ Y) @ H
+        state["since"] += 1
+        return defect
+
+    outcome = _run(step, table, **run)
+    X = state["X0"] if state["Q"] is None else state["Q"] @ state["X0"]
+    return X, outcome
+
+
+def msign(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: bool,
+          method: str, check_every: int, restart: int = 3) -> tuple[Any, Outcome]:
+    """Polar factor of each ``(n, m)`` matrix of the stack ``M`` by an odd-polynomial iteration.
+
+    Works on the side with the smaller Gram matrix (``Mᴴ`` when ``n > m``). The start
+    ``X₀ = M / ‖M‖_F`` has every singular value in [0, 1]; ``M`` is first brought to
+    unit size by an exact power-of-two scaling, so neither the squares in the norm
+    nor the products overflow or underflow.
+    """
+    tall = M.shape[-2] > M.shape[-1]
+    X = _scaled(M.conj().swapaxes(-1, -2) if tall else M, cdt, xp := _xp(M))
+    X = _safe_divide(X, _frobenius(X, xp), xp)
+    run = {"tol": tol, "adaptive": adaptive, "check_every": check_every}
+    if method == "gram":
+        X, outcome = _msign_gram(X, table, xp, restart, **run)
+    else:
+        X, outcome = _msign_standard(X, table, xp, **run)
+    return (X.conj().swapaxes(-1, -2) if tall else X), outcome
+
+
+def msign_defect(X: Any) -> Any:
+    """Per-matrix ``‖YY − Y‖_F / 2`` with ``Y = XXᴴ`` on the smaller side: ≈ max |σᵢ − 1|
+    over the singular values that are not (numerically) zero."""
+    xp = _xp(X)
+    if X.shape[-2] > X.shape[-1]:
+        X = X.conj().swapaxes(-1, -2)
+    Y = X @ X.conj().swapaxes(-1, -2)
+    return _frobenius(Y @ Y - Y, xp) / 2
+
+
+def msign_svd(M: Any, cdt: np.dtype) -> Any:
+    """Exact polar factor ``U_r V_rᴴ`` from the SVD; σ ≤ max(n, m)·eps·σ₁ count as zero."""
+    xp = _xp(M)
+    X = _scaled(M, cdt, xp)
+    U, s, Vh = xp.linalg.svd(X, full_matrices=False)
+    if s.shape[-1] == 0:
+        return U @ Vh
+    rtol = max(M.shape[-2:]) * np.finfo(cdt).eps
+    keep = (s > rtol * s[..., :1]).astype(U.dtype)
+    return (U * keep[..., None, :]) @ Vh
+
+
+def _h(x: Any) -> Any:
+    return x.conj().swapaxes(-1, -2)
+
+
+def polar_hermitian(M: Any, U: Any, side: str) -> Any:
+    """``H = UᴴM`` (right) or ``MUᴴ`` (left), made exactly Hermitian."""
+    H = _h(U) @ M if side == "right" else M @ _h(U)
+    return (H + _h(H)) / 2
+
+
+def root_residual(C: Any, R: Any, inverse: bool) -> Any:
+    """Per-matrix ``‖R² − C‖_F / ‖C‖_F`` (square root) or ``‖RCR − I‖_F / √n`` (inverse)."""
+    xp = _xp(C)
+    if inverse:
+        eye = _eye_like(C.shape[-1], C.dtype, xp)
+        return _frobenius(R @ C @ R - eye, xp) / np.sqrt(C.shape[-1])
+    norm = _frobenius(C, xp)
+    return _frobenius(R @ R - C, xp) / xp.where(norm > 0, norm, xp.ones_like(norm))
+
+
+def _clip_unit(X: Any, O: Any, variant: str, sign) -> Any:
+    """``U clip(Σ, 0, 1) Vᴴ`` for ``X = UΣVᴴ`` with ``O = msign(X)`` (MATH D6)."""
+    n, m = X.shape[-2:]
+    if variant == "leloykun":
+        xp = _xp(X)
+        count = X.shape[0]
+        block = xp.zeros((count, n + m, n + m), dtype=X.dtype)
+        block[:, :n, :n] = xp.eye(n, dtype=X.dtype)
+        block[:, n:, n:] = xp.eye(m, dtype=X.dtype)
+        block[:, :n, n:] = X
+        block[:, n:, :n] = _h(X)
+        S = sign(block)
+        return S[:, :n, n:] + S[:, :n, :n] @ X
+    if variant == "v1":
+        S = sign(X - O)
+        # (I − XOᴴ) S = S (I − OᴴX): take the side with the smaller identity
+        fix = S - (X @ (_h(O) @ S)) if n <= m else S - (S @ _h(O)) @ X
+        return (X + O + fix) / 2
+    left = n <= m
+    gram = X @ _h(X) if left else _h(X) @ X
+    eye = _eye_like(gram.shape[-1], X.dtype, _xp(X))
+    minus = sign(gram - eye)
+    if variant == "v2":
+        fix = minus @ (O - X) if left else (O - X) @ minus
+        return (X + O + fix) / 2
+    plus = sign(gram + eye)
+    if left:
+        return (plus @ (O + X) + minus @ (O - X)) / 2
+    return ((O + X) @ plus + (O - X) @ minus) / 2
+
+
+def mclip(M: Any, lo: float, hi: float, variant: str, sign) -> tuple[Any, list[Outcome]]:
+    """``U clip(Σ, lo, hi) Vᴴ`` by msign compositions (MATH D6); zero singular values stay 0.
+
+    ``clip_{[0,β]}(M) = β·clip_{[0,1]}(M/β)`` and, for ``lo > 0``,
+    ``clip_{[α,β]}(M) = clip_{[0,β]}(M) + α·msign(M) − clip_{[0,α]}(M)``.
+    """
+    outcomes: list[Outcome] = []
+
+    def counted(x):
+        y, outcome = sign(x)
+        outcomes.append(outcome)
+        return y
+
+    xp = _xp(M)
+    O = counted(M) if (variant != "leloykun" or lo > 0) else None
+
+    def clip_to(bound: float) -> Any:
+        if bound == 0:
+            return xp.zeros_like(M)
+        if not np.isfinite(bound):
+            return M
+        return bound * _clip_unit(M / bound, O, variant, counted)
+
+    out = clip_to(hi)
+    if lo > 0:
+        out = out + lo * O - clip_to(lo)
+    return out, outcomes
+
+
+def mclip_svd(M: Any, lo: float, hi: float, cdt: np.dtype) -> Any:
+    """Exact ``U clip(Σ, lo, hi) Vᴴ`` from the SVD; σ ≤ max(n, m)·eps·σ₁ stay zero."""
+    xp = _xp(M)
+    X = M.astype(cdt, copy=False)
+    U, s, Vh = xp.linalg.svd(X, full_matrices=False)
+    if s.shape[-1] == 0:
+        return U @ Vh
+    rtol = max(M.shape[-2:]) * np.finfo(cdt).eps
+    clipped = xp.where(s > rtol * s[..., :1], xp.clip(s, lo, hi), 0)
+    return (U * clipped[..., None, :].astype(U.dtype)) @ Vh
+
+
+# ---------------------------------------------------------------------------------
+# mcsgn and the coupled square-root iteration
+
+
+def _spectral_radius_bound(X: Any, xp: ModuleType) -> Any:
+    """min(‖X‖₁, ‖X‖_∞, ‖X‖_F) per matrix: each bounds the spectral radius."""
+    absx = xp.abs(X)
+    one = xp.max(xp.sum(absx, axis=-2), axis=-1)
+    inf = xp.max(xp.sum(absx, axis=-1), axis=-1)
+    return xp.minimum(xp.minimum(one, inf), _frobenius(X, xp))
+
+
+def mcsgn(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: bool,
+          check_every: int) -> tuple[Any, Outcome]:
+    """Matrix sign ``M (M²)^{-1/2}`` of each square matrix by ``X ← (aI + bX² + cX⁴) X``.
+
+    ``X₀ = M / r`` with ``r`` an upper bound on the spectral radius, so a real
+    spectrum starts in [−1, 1] and each eigenvalue follows the scalar map to ±1.
+    The defect measured is ``‖X² − I‖_F``.
+    """
+    xp = _xp(M)
+    X = _scaled(M, cdt, xp)
+    X = _safe_divide(X, _spectral_radius_bound(X, xp), xp)
+    eye = _eye_like(X.shape[-1], X.dtype, xp)
+    state = {"X": X}
+
+    def step(row, measure):
+        X = state["X"]
+        Y = X @ X
+        defect = _frobenius(Y - eye, xp) / _SIGN_SLOPE if measure else None
+        Y2 = Y @ Y if row[2] != 0 else None
+        state["X"] = _poly_matrix(row, Y, Y2, eye) @ X
+        return defect
+
+    outcome = _run(step, table, tol=tol, adaptive=adaptive, check_every=check_every)
+    return state["X"], outcome
+
+
+def coupled_sqrt(C: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: bool,
+                 check_every: int) -> tuple[Any, Any, Outcome]:
+    """``(C^{1/2}, C^{-1/2})`` from the sign iteration on ``[[0, C], [I, 0]]`` (MATH D4).
+
+    Odd powers of the anti-diagonal block ``[[0, A], [B, 0]]`` stay anti-diagonal, so
+    the iteration runs on the pair: ``Y = AB``, ``H = aI + bY + cY²``, ``A ← HA``,
+    ``B ← BH``; ``A → C^{1/2}``, ``B → C^{-1/2}``. Both start from the block scaled by
+    an upper bound on its spectral radius, ``√ρ(C)``.
+    """
+    xp = _xp(C)
+    scale = _power_of_two_scale(C, xp)
+    A = (C * scale[:, None, None].astype(C.dtype)).astype(cdt, copy=False)
+    radius = xp.sqrt(_spectral_radius_bound(A, xp))
+    radius = xp.where(radius > 0, radius, xp.ones_like(radius))
+    eye = _eye_like(C.shape[-1], cdt, xp)
+    A = A / radius[:, None, None].astype(cdt)
+    B = xp.broadcast_to(eye, A.shape) / radius[:, None, None].astype(cdt)
+    state = {"A": A, "B": B}
+
+    def step(row, measure):
+        Y = state["A"] @ state["B"]
+        defect = _frobenius(Y - eye, xp) / _SIGN_SLOPE if measure else None
+        H = _poly_matrix(row, Y, Y @ Y if row[2] != 0 else None, eye)
+        state["A"] = H @ state["A"]
+        state["B"] = state["B"] @ H
+        return defect
+
+    outcome = _run(step, table, tol=tol, adaptive=adaptive, check_every=check_every)
+    # undo the power-of-two scaling: sqrt(2^e C) = 2^{e/2} sqrt(C)
+    root = xp.sqrt(scale.astype(np.float64)).astype(cdt.type(0).real.dtype)[:, None, None]
+    return state["A"] / root.astype(cdt), state["B"] * root.astype(cdt), outcome
+
+
+# ---------------------------------------------------------------------------------
+# derivative
+
+
+def msign_vjp_svd(M: Any, G: Any, cdt: np.dtype) -> Any:
+    """``∂L/∂M`` for ``O = msign(M)`` and ``G = ∂L/∂O`` from one thin SVD (MATH D5).
+
+    With ``M = U Σ Vᴴ``: the Sylvester equation ``AX + XB = G`` (``A = (MMᴴ)^{1/2}``,
+    ``B = (MᴴM)^{1/2}``) is diagonal in the singular bases, ``X = U[(UᴴGV) ⊘ (σᵢ + σⱼ)]Vᴴ``
+    on the range; for a rectangular matrix the part of ``G`` outside ``U``'s or ``V``'s
+    span is divided by the one non-zero singular value it meets.
+    """
+    xp = _xp(M)
+    scale = _power_of_two_scale(M, xp)
+    Ms = (M * scale[:, None, None].astype(M.dtype)).astype(cdt, copy=False)
+    G = G.astype(cdt, copy=False)
+    U, s, Vh = xp.linalg.svd(Ms, full_matrices=False)
+    if s.shape[-1] and bool((s[..., -1] <= max(M.shape[-2:]) * np.finfo(cdt).eps * s[..., 0]).any()):
+        raise LinAlgError("msign_vjp: M is rank deficient; msign is not differentiable there")
+    V = Vh.conj().swapaxes(-1, -2)
+    Uh = U.conj().swapaxes(-1, -2)
+    O = U @ Vh
+    # X = X_range + X_left + X_right solves AX + XB = G with A = UΣUᴴ, B = VΣVᴴ
+    core = (Uh @ G @ V) / (s[..., :, None] + s[..., None, :])
+    X = U @ core @ Vh
+    GV = G @ V
+    X = X + (GV - U @ (Uh @ GV)) / s[..., None, :] @ Vh  # (I − UUᴴ) G V Σ⁻¹ Vᴴ
+    UhG = Uh @ G
+    X = X + U @ ((UhG - (UhG @ V) @ Vh) / s[..., :, None])  # U Σ⁻¹ Uᴴ G (I − VVᴴ)
+    grad = X - O @ X.conj().swapaxes(-1, -2) @ O
+    return grad * scale[:, None, None].astype(cdt)
+
+
+def _xp(x: Any) -> ModuleType:
+    from .._core.namespace import array_namespace
+
+    return array_namespace(x=x)

@@ -1,0 +1,601 @@
+"""matfun: coefficient tables, msign, mcsgn, mclip, polar, square roots, msign VJP (MATH D)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg
+from hypothesis import given
+from hypothesis import strategies as st
+
+import structla
+from structla import (
+    inv_sqrtm,
+    mclip,
+    mcsgn,
+    msign,
+    msign_vjp,
+    ns_coefficients,
+    polar,
+    polar_express_coefficients,
+    sqrtm,
+)
+from structla.matfun._coefficients import scalar_map
+from tests.oracles import as_host, loop_batch, max_relative_error
+from tests.strategies import ALL_DTYPES, eps, matrix_with_condition, random_array, seeds
+
+# MATH D2: the published Polar Express table (degree 5, ℓ = 1e-3, raw, t = 1..8)
+PE_RAW = np.array([
+    [8.28721201814563, -23.595886519098837, 17.300387312530933],
+    [4.107059111542203, -2.9478499167379106, 0.5448431082926601],
+    [3.9486908534822946, -2.908902115962949, 0.5518191394370137],
+    [3.3184196573706015, -2.488488024314874, 0.51004894012372],
+    [2.300652019954817, -1.6689039845747493, 0.4188073119525673],
+    [1.891301407787398, -1.2679958271945868, 0.37680408948524835],
+    [1.8750014808534479, -1.2500016453999487, 0.3750001645474248],
+    [1.875, -1.25, 0.375],
+])
+GRID = np.logspace(-3, 0, 4001)
+
+
+def svd_polar(M):
+    """U_r V_rᴴ in float64/complex128 (rank threshold as numpy.linalg.matrix_rank)."""
+    M = as_host(M)
+    U, s, Vh = np.linalg.svd(M, full_matrices=False)
+    if s.size == 0:
+        return U @ Vh
+    keep = s > max(M.shape[-2:]) * np.finfo(np.float64).eps * s[..., :1]
+    return (U * keep[..., None, :]) @ Vh
+
+
+def svd_clip(M, lo, hi):
+    U, s, Vh = np.linalg.svd(as_host(M), full_matrices=False)
+    return (U * np.clip(s, lo, hi)[..., None, :]) @ Vh
+
+
+def spectral_error(X, reference):
+    return float(np.linalg.norm(as_host(X) - as_host(reference), 2))
+
+
+# ---------------------------------------------------------------------------------
+# coefficient tables
+
+
+def test_polar_express_reproduces_published_table():
+    raw = polar_express_coefficients(8, safety=1.0)
+    assert raw.shape == (8, 3)
+    assert np.abs(raw - PE_RAW).max() < 1e-8
+
+
+def test_polar_express_safety_divides_minimax_rows():
+    raw = polar_express_coefficients(8, safety=1.0)
+    safe = polar_express_coefficients(8)
+    np.testing.assert_allclose(safe[:7], raw[:7] / [1.01, 1.01**3, 1.01**5], rtol=1e-14)
+    np.testing.assert_array_equal(safe[7], raw[7])
+    # a longer table repeats the maximally flat last row, unscaled
+    long = polar_express_coefficients(12)
+    np.testing.assert_allclose(long[:7], safe[:7], rtol=1e-14)
+    np.testing.assert_allclose(long[7:], np.tile([1.875, -1.25, 0.375], (5, 1)), rtol=1e-8)
+
+
+def test_polar_express_uncushioned_first_step_and_optimal_cubic():
+    quintic = polar_express_coefficients(1, safety=1.0, cushion=0.0)[0]
+    np.testing.assert_allclose(quintic, [8.470329, -25.108075, 18.629276], rtol=1e-6)
+    cubic = polar_express_coefficients(1, degree=3, safety=1.0, cushion=0.0)[0]
+    # closed form (MATH D2) before recentring: a = 5.180102, b = −5.174922, recentred
+    # so that p(ℓ) = p(u) = 1 − E and the peak 1 + E are symmetric about 1
+    x1 = np.sqrt((1e-6 + 1e-3 + 1) / 3)
+    k = -6 / (1e-6 + 1e-3 + 2 * x1**3)
+    a, b = -k * x1**2, k / 3
+    np.testing.assert_allclose([a, b], [5.180102, -5.174922], rtol=1e-6)
+    p = np.polynomial.Polynomial([0, a, 0, b])
+    lo, peak = p(1e-3), p(x1)
+    np.testing.assert_allclose(cubic[:2], np.array([a, b]) * 2 / (lo + peak), rtol=1e-9)
+    assert cubic[2] == 0
+
+
+@pytest.mark.parametrize("steps, band", [(5, (0.840, 1.124)), (6, (0.99348, 1.00119)),
+                                         (7, (0.999989, 0.999998))])
+def test_polar_express_scalar_guarantee(steps, band):
+    # Algorithm 1 of the paper: X₀ = G / (1.01‖G‖_F), first `steps` rows of the 8-row table
+    table = polar_express_coefficients(8)[:steps]
+    image = scalar_map(table, GRID / 1.01)
+    np.testing.assert_allclose([image.min(), image.max()], band, atol=2e-6 if steps == 7 else 1e-3)
+
+
+def test_degree3_table_converges():
+    image = scalar_map(polar_express_coefficients(12, degree=3), GRID)
+    assert np.abs(image - 1).max() < 1e-6
+
+
+@pytest.mark.parametrize("name, steps, band", [
+    ("muon", 5, (0.47, 1.20)), ("su", 5, (0.61, 1.05)), ("jiacheng", 6, (0.866, 0.999)),
+])
+def test_named_family_scalar_bands(name, steps, band):
+    image = scalar_map(ns_coefficients(name, steps), GRID)
+    np.testing.assert_allclose([image.min(), image.max()], band, atol=0.01)
+
+
+def test_named_family_tables():
+    np.testing.assert_array_equal(ns_coefficients("muon", 3), np.tile([3.4445, -4.7750, 2.0315], (3, 1)))
+    np.testing.assert_array_equal(ns_coefficients("cubic", 2), [[1.5, -0.5, 0.0]] * 2)
+    assert ns_coefficients("su", 5)[3].tolist() == [3.2067, -6.8243, 4.2802]
+    np.testing.assert_allclose(ns_coefficients("jiacheng", 6)[0], np.array([3955, -8306, 5008]) / 1024)
+    # per-step tables continue with the maximally flat quintic
+    np.testing.assert_array_equal(ns_coefficients("su", 7)[5:], [[1.875, -1.25, 0.375]] * 2)
+    np.testing.assert_array_equal(ns_coefficients("polar_express", 8), polar_express_coefficients(8))
+    for name in ("polar_express", "muon", "cubic", "su", "jiacheng"):
+        assert ns_coefficients(name, 0).shape == (0, 3)
+    # cubic: slow start, 5 steps map 1e-3 to 0.0076
+    np.testing.assert_allclose(scalar_map(ns_coefficients("cubic", 5), 1e-3), 0.0076, rtol=0.01)
+    # Muon's fixed point is not 1: iterates settle in [0.68, 1.13]
+    settled = scalar_map(ns_coefficients("muon", 40), GRID)
+    assert settled.min() > 0.67 and settled.max() < 1.14
+
+
+@pytest.mark.parametrize("call", [
+    lambda: ns_coefficients("nope", 3), lambda: ns_coefficients("muon", -1),
+    lambda: polar_express_coefficients(3, lower=0.0), lambda: polar_express_coefficients(3, degree=7),
+    lambda: polar_express_coefficients(3, safety=0.5), lambda: polar_express_coefficients(2.5),
+])
+def test_coefficient_argument_errors(call):
+    with pytest.raises(ValueError):
+        call()
+
+
+# ---------------------------------------------------------------------------------
+# msign
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (48, 80), (80, 48)])
+@pytest.mark.parametrize("cond", [1.0, 1e3, 1e6])
+def test_msign_float64_reaches_1e10_up_to_cond_1e6(shape, cond):
+    M = matrix_with_condition(np.random.default_rng(0), shape[0], cond, m=shape[1])
+    X, info = msign(M, return_info=True)
+    assert spectral_error(X, svd_polar(M)) <= 1e-10
+    if shape[0] == shape[1]:
+        assert spectral_error(X, scipy.linalg.polar(M)[0]) <= 1e-10
+    assert info.converged and info.error_estimate < 1e-13
+
+
+@given(seed=seeds(), n=st.sampled_from([1, 2, 7, 16]), m=st.sampled_from([1, 3, 7, 20]),
+       dtype=st.sampled_from(ALL_DTYPES), batch=st.sampled_from([(), (2,), (2, 1)]))
+def test_msign_matches_svd_property(seed, n, m, dtype, batch):
+    rng = np.random.default_rng(seed)
+    M = np.stack([matrix_with_condition(rng, n, 10.0, dtype, m=m)
+                  for _ in range(int(np.prod(batch)))]).reshape(*batch, n, m)
+    X = msign(M)
+    assert X.dtype == M.dtype and X.shape == M.shape
+    tol = 200 * eps(dtype) * 10 * max(n, m) ** 0.5
+    assert max_relative_error(X, svd_polar(M)) <= tol
+
+
+def test_msign_batched_equals_loop_and_wide_tall_square():
+    rng = np.random.default_rng(1)
+    for shape in [(3, 2, 5, 9), (4, 9, 5), (2, 6, 6)]:
+        M = random_array(rng, shape)
+        X = msign(M)
+        np.testing.assert_allclose(X, loop_batch(msign, M, core_ndims=[2]), atol=1e-13)
+        np.testing.assert_allclose(X, svd_polar(M), atol=1e-11)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex64", "complex128"])
+@pytest.mark.parametrize("scale", [1e-30, 1e-10, 1.0, 1e10, 1e30])
+def test_msign_scale_invariance(dtype, scale):
+    rng = np.random.default_rng(2)
+    base = matrix_with_condition(rng, 12, 100.0, "complex128" if dtype[0] == "c" else "float64", m=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        X = msign((base * scale).astype(dtype))
+    assert np.isfinite(X).all()
+    assert max_relative_error(X, svd_polar(base)) <= 500 * eps(dtype) * 100
+
+
+def test_msign_extreme_float64_scales_and_zero():
+    M = matrix_with_condition(np.random.default_rng(3), 8, 10.0, m=5)
+    for scale in (1e-300, 1e300, 5e-324 * 2**60):
+        np.testing.assert_allclose(msign(M * scale), svd_polar(M), atol=1e-12)
+    Z = np.zeros((2, 4, 6), np.float32)
+    X, info = msign(Z, return_info=True)
+    assert X.dtype == np.float32 and not X.any() and info.converged
+    mixed = np.stack([np.zeros((4, 6)), M[:4, :5].repeat(2, axis=1)[:, :6]])
+    np.testing.assert_allclose(msign(mixed)[1], svd_polar(mixed[1]), atol=1e-12)
+    assert not msign(mixed)[0].any()
+
+
+def test_msign_rank_deficient_keeps_zero_singular_values():
+    rng = np.random.default_rng(4)
+    M = rng.standard_normal((10, 3)) @ rng.standard_normal((3, 14))
+    X = msign(M)
+    s = np.linalg.svd(X, compute_uv=False)
+    np.testing.assert_allclose(s[:3], 1.0, atol=1e-12)
+    assert s[3:].max() < 1e-9
+    np.testing.assert_allclose(X, svd_polar(M), atol=1e-9)
+    np.testing.assert_allclose(msign(M, coeffs="svd"), svd_polar(M), atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_msign_gram_method_and_aspect(dtype):
+    rng = np.random.default_rng(5)
+    M = matrix_with_condition(rng, 16, 100.0, dtype, m=160)
+    X, info = msign(M, return_info=True)
+    assert info.method == "gram"
+    Xs, info_s = msign(M, method="standard", return_info=True)
+    assert info_s.method == "standard"
+    tol = 2000 * eps(dtype)
+    assert max_relative_error(X, svd_polar(M)) <= tol
+    assert max_relative_error(Xs, svd_polar(M)) <= tol
+    Xt = msign(M.T.copy(), method="gram")
+    assert max_relative_error(Xt, svd_polar(M).T) <= tol
+
+
+def test_msign_fixed_steps_follow_the_scalar_map():
+    # every step maps each singular value by p exactly (singular vectors untouched)
+    rng = np.random.default_rng(6)
+    sigma = np.array([1.0, 0.7, 0.3, 0.05, 0.01])
+    U, _ = np.linalg.qr(rng.standard_normal((5, 5)))
+    V, _ = np.linalg.qr(rng.standard_normal((9, 5)))
+    M = (U * sigma) @ V.T
+    start = sigma / np.linalg.norm(sigma)
+    for name, steps in [("muon", 5), ("su", 5), ("jiacheng", 6), ("cubic", 4), ("polar_express", 3)]:
+        table = ns_coefficients(name, steps)
+        X = msign(M, steps=steps, coeffs=name)
+        expected = (U * scalar_map(table, start)) @ V.T
+        np.testing.assert_allclose(X, expected, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(msign(M, coeffs=table), X, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["muon", "su", "jiacheng", "cubic", "polar_express"])
+def test_msign_steps_none_converges_for_every_family(name):
+    M = matrix_with_condition(np.random.default_rng(7), 20, 1e3, m=30)
+    X, info = msign(M, coeffs=name, return_info=True)
+    assert info.converged and info.extra["coeffs"] == name
+    assert spectral_error(X, svd_polar(M)) < 1e-11
+
+
+def test_msign_tol_and_info():
+    M = np.random.default_rng(8).standard_normal((32, 128)).astype(np.float32)
+    X, info = msign(M, tol=1e-3, return_info=True)
+    s = np.linalg.svd(X.astype(np.float64), compute_uv=False)
+    assert np.abs(s - 1).max() <= 1e-3
+    # the a-posteriori estimate tracks the true error
+    assert np.abs(s - 1).max() <= 2 * info.error_estimate + 1e-6
+    X8, info8 = msign(M, return_info=True)
+    assert info8.iterations >= info.iterations
+    assert np.abs(np.linalg.svd(X8.astype(np.float64), compute_uv=False) - 1).max() < 1e-5
+    assert info8.extra["defect_history"]
+
+
+def test_msign_fixed_steps_info_reports_nonconvergence():
+    M = np.random.default_rng(9).standard_normal((8, 12))
+    X, info = msign(M, steps=5, coeffs="muon", return_info=True)
+    s = np.linalg.svd(X, compute_uv=False)
+    assert not info.converged and info.iterations == 5
+    assert abs(info.error_estimate - np.abs(s - 1).max()) < 0.5 * np.abs(s - 1).max() + 0.05
+
+
+@pytest.mark.parametrize("compute", ["float32", "float64"])
+def test_msign_compute_dtype(compute):
+    M = matrix_with_condition(np.random.default_rng(10), 10, 10.0, m=15)
+    X = msign(M, compute_dtype=compute)
+    assert X.dtype == np.float64
+    assert max_relative_error(X, svd_polar(M)) <= 1e3 * eps(compute)
+    X32 = msign(M.astype(np.float32), compute_dtype="float64")
+    assert X32.dtype == np.float32
+    assert max_relative_error(X32, svd_polar(M)) <= 10 * eps("float32")
+    Xh = msign(M.astype(np.float16))
+    assert Xh.dtype == np.float16
+    assert max_relative_error(Xh, svd_polar(M)) <= 5e-3
+
+
+def test_msign_integer_and_edge_sizes():
+    X = msign(np.array([[3, 0], [0, -2]]))
+    assert X.dtype == np.float64
+    np.testing.assert_allclose(X, [[1, 0], [0, -1]], atol=1e-14)
+    for shape in [(0, 3), (3, 0), (0, 0), (0, 4, 4), (2, 1, 1), (1, 5)]:
+        M = np.ones(shape)
+        X = msign(M)
+        assert X.shape == shape
+        np.testing.assert_allclose(X, svd_polar(M) if M.size else M, atol=1e-14)
+
+
+def test_msign_inputs_unchanged_readonly_noncontiguous():
+    rng = np.random.default_rng(11)
+    base = rng.standard_normal((20, 12))
+    M = base[::2, ::2]
+    M.flags.writeable = False
+    copy = M.copy()
+    X = msign(M)
+    np.testing.assert_array_equal(M, copy)
+    np.testing.assert_allclose(X, svd_polar(copy), atol=1e-12)
+    Mf = np.asfortranarray(base)
+    np.testing.assert_allclose(msign(Mf), svd_polar(base), atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"coeffs": "nope"}, ValueError), ({"coeffs": np.ones((3, 2))}, ValueError),
+    ({"coeffs": np.ones((3, 3)), "steps": 2}, ValueError), ({"steps": -1}, ValueError),
+    ({"method": "qr"}, ValueError), ({"tol": 0.0}, ValueError),
+    ({"compute_dtype": "int32"}, ValueError),
+])
+def test_msign_argument_errors(kwargs, error):
+    with pytest.raises(error):
+        msign(np.ones((3, 4)), **kwargs)
+
+
+def test_msign_input_errors():
+    with pytest.raises(ValueError, match="'M'"):
+        msign(np.ones(3))
+    bad = np.ones((3, 3))
+    bad[1, 1] = np.nan
+    with pytest.raises(ValueError, match="infs or NaNs"):
+        msign(bad)
+    with pytest.raises(TypeError):
+        msign(np.array([["a", "b"]]))
+
+
+def test_msign_identity_M_equals_O_Mt_O():
+    M = np.random.default_rng(12).standard_normal((7, 7))
+    O = msign(M)
+    np.testing.assert_allclose(M, O @ M.T @ O, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------
+# mcsgn, polar, square roots
+
+
+def _real_spectrum(rng, n, dtype="float64", low=0.1):
+    P = matrix_with_condition(rng, n, 10.0)
+    ev = rng.uniform(low, 2.0, n) * rng.choice([-1.0, 1.0], n)
+    return (P @ np.diag(ev) @ np.linalg.inv(P)).astype(dtype)
+
+
+@given(seed=seeds(), n=st.sampled_from([1, 2, 7, 20]), dtype=st.sampled_from(["float32", "float64"]),
+       batch=st.sampled_from([(), (3,)]))
+def test_mcsgn_matches_signm(seed, n, dtype, batch):
+    rng = np.random.default_rng(seed)
+    M = np.stack([_real_spectrum(rng, n, dtype) for _ in range(int(np.prod(batch)))])
+    M = M.reshape(*batch, n, n)
+    S = mcsgn(M)
+    assert S.dtype == M.dtype and S.shape == M.shape
+    reference = loop_batch(lambda A: scipy.linalg.signm(A.astype(np.float64)), M, core_ndims=[2])
+    assert max_relative_error(S, reference) <= 5e4 * eps(dtype) * n
+
+
+def test_mcsgn_symmetric_equals_msign_and_info():
+    rng = np.random.default_rng(13)
+    A = rng.standard_normal((15, 15))
+    S = A + A.T
+    np.testing.assert_allclose(mcsgn(S), msign(S), atol=1e-12)
+    _, info = mcsgn(S, return_info=True)
+    assert info.converged and info.error_estimate < 1e-12
+
+
+def test_mcsgn_singular_warns():
+    M = np.diag([1.0, -2.0, 0.0])
+    with pytest.warns(structla.NotConvergedWarning):
+        mcsgn(M)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("shape", [(6, 6), (8, 5), (5, 8), (3, 6, 4)])
+def test_polar_matches_scipy(side, shape):
+    M = random_array(np.random.default_rng(14), shape)
+    U, H = polar(M, side=side)
+    reference = loop_batch(lambda A: np.concatenate([x.ravel() for x in scipy.linalg.polar(A, side=side)]),
+                           M, core_ndims=[2])
+    ours = np.concatenate([U.reshape(*U.shape[:-2], -1), H.reshape(*H.shape[:-2], -1)], axis=-1)
+    np.testing.assert_allclose(ours, reference, atol=1e-11)
+    product = U @ H if side == "right" else H @ U
+    np.testing.assert_allclose(product, M, atol=1e-12)
+    np.testing.assert_allclose(H, np.swapaxes(H, -1, -2), atol=0)
+
+
+def test_polar_complex_and_errors():
+    M = random_array(np.random.default_rng(15), (5, 5), "complex128")
+    U, H = polar(M)
+    U0, H0 = scipy.linalg.polar(M)
+    np.testing.assert_allclose(U, U0, atol=1e-12)
+    np.testing.assert_allclose(H, H0, atol=1e-12)
+    with pytest.raises(ValueError, match="side"):
+        polar(M, side="up")
+
+
+def _spd(rng, n, cond, dtype="float64"):
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    return ((Q * np.logspace(0, -np.log10(cond), n)) @ Q.T).astype(dtype)
+
+
+@given(seed=seeds(), n=st.sampled_from([1, 2, 7, 30]), cond=st.sampled_from([1.0, 1e2, 1e6]),
+       dtype=st.sampled_from(["float32", "float64"]))
+def test_sqrtm_and_inv_sqrtm_match_scipy(seed, n, cond, dtype):
+    if dtype == "float32":
+        cond = min(cond, 1e2)
+    C = _spd(np.random.default_rng(seed), n, cond, dtype)
+    root = scipy.linalg.sqrtm(C.astype(np.float64))
+    R = sqrtm(C)
+    Ri = inv_sqrtm(C)
+    assert R.dtype == C.dtype and Ri.dtype == C.dtype
+    tol = 200 * eps(dtype) * (n + 2) * np.sqrt(cond)
+    assert max_relative_error(R, root) <= tol
+    assert max_relative_error(Ri, np.linalg.inv(root)) <= tol
+
+
+def test_sqrtm_nonsymmetric_batched_info_and_scales():
+    rng = np.random.default_rng(16)
+    P = matrix_with_condition(rng, 6, 5.0)
+    C = np.stack([P @ np.diag(rng.uniform(0.5, 4.0, 6)) @ np.linalg.inv(P) for _ in range(3)])
+    R, info = sqrtm(C, return_info=True)
+    np.testing.assert_allclose(R, loop_batch(scipy.linalg.sqrtm, C, core_ndims=[2]), atol=1e-11)
+    assert info.converged and info.error_estimate < 1e-13
+    for scale in (1e-30, 1e30):
+        np.testing.assert_allclose(sqrtm(C * scale) / np.sqrt(scale), R, rtol=1e-11, atol=1e-11)
+        np.testing.assert_allclose(inv_sqrtm(C * scale) * np.sqrt(scale), inv_sqrtm(C), rtol=1e-11,
+                                   atol=1e-11)
+
+
+# ---------------------------------------------------------------------------------
+# mclip
+
+
+@pytest.mark.parametrize("variant", ["v1", "v2", "v3", "leloykun", "svd"])
+@pytest.mark.parametrize("bounds", [(0.0, 1.0), (0.5, 2.0), (0.0, 0.3), (1.2, 1.2), (0.0, np.inf)])
+@pytest.mark.parametrize("shape", [(7, 10), (10, 7)])
+def test_mclip_variants_match_svd(variant, bounds, shape):
+    rng = np.random.default_rng(17)
+    U, _ = np.linalg.qr(rng.standard_normal((shape[0], shape[0])))
+    V, _ = np.linalg.qr(rng.standard_normal((shape[1], shape[1])))
+    k = min(shape)
+    M = (U[:, :k] * np.linspace(0.1, 5.0, k)) @ V[:, :k].T
+    C = mclip(M, *bounds, variant=variant)
+    np.testing.assert_allclose(C, svd_clip(M, *bounds), atol=1e-11)
+
+
+@given(seed=seeds(), variant=st.sampled_from(["v1", "v2", "v3", "leloykun"]),
+       lo=st.sampled_from([0.0, 0.2]), hi=st.sampled_from([0.5, 1.0, 3.0]),
+       dtype=st.sampled_from(["float32", "float64", "complex128"]))
+def test_mclip_property(seed, variant, lo, hi, dtype):
+    rng = np.random.default_rng(seed)
+    M = np.stack([matrix_with_condition(rng, 5, 20.0, dtype, m=8) * 2 for _ in range(2)])
+    C = mclip(M, lo, hi, variant=variant)
+    assert C.dtype == M.dtype and C.shape == M.shape
+    # singular values within 1e-3 of a bound converge slowly; they enter the
+    # result multiplied by that gap, so the error stays small
+    assert max_relative_error(C, svd_clip(M, lo, hi)) <= 3e4 * eps(dtype)
+
+
+def test_mclip_rank_deficient_zero_stays_zero_and_info():
+    rng = np.random.default_rng(18)
+    M = 3 * rng.standard_normal((6, 2)) @ rng.standard_normal((2, 9))
+    U, s, Vh = np.linalg.svd(M, full_matrices=False)
+    expected = (U * np.where(s > 1e-10, np.clip(s, 0.5, 1.0), 0)) @ Vh
+    for variant in ("v1", "v2", "v3", "leloykun", "svd"):
+        C, info = mclip(M, 0.5, 1.0, variant=variant, return_info=True)
+        np.testing.assert_allclose(C, expected, atol=1e-8, err_msg=variant)
+        assert info.method == variant and info.converged
+
+
+def test_mclip_errors():
+    with pytest.raises(ValueError, match="variant"):
+        mclip(np.ones((2, 2)), variant="v9")
+    with pytest.raises(ValueError, match="lo"):
+        mclip(np.ones((2, 2)), 2.0, 1.0)
+    with pytest.raises(ValueError, match="lo"):
+        mclip(np.ones((2, 2)), -1.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------
+# msign VJP
+
+
+def _finite_difference(M, G, h=1e-6):
+    grad = np.zeros_like(M)
+    for index in np.ndindex(*M.shape):
+        E = np.zeros_like(M)
+        E[index] = h
+        grad[index] = np.sum(G * (svd_polar(M + E) - svd_polar(M - E))) / (2 * h)
+    return grad
+
+
+@pytest.mark.parametrize("shape", [(5, 5), (4, 7), (7, 4)])
+def test_msign_vjp_matches_central_differences(shape):
+    rng = np.random.default_rng(19)
+    M = matrix_with_condition(rng, shape[0], 5.0, m=shape[1])
+    G = rng.standard_normal(shape)
+    np.testing.assert_allclose(msign_vjp(M, G), _finite_difference(M, G), atol=1e-8)
+
+
+def test_msign_vjp_batched_broadcast_and_scale():
+    rng = np.random.default_rng(20)
+    M = rng.standard_normal((3, 5, 5))
+    G = rng.standard_normal((5, 5))
+    grad = msign_vjp(M, G)
+    assert grad.shape == (3, 5, 5)
+    np.testing.assert_allclose(grad, loop_batch(msign_vjp, M, G[None], core_ndims=[2, 2]), atol=1e-12)
+    # msign is scale invariant, so its derivative scales as 1/s
+    np.testing.assert_allclose(msign_vjp(M * 1e20, G) * 1e20, grad, rtol=1e-10, atol=1e-12)
+
+
+def test_msign_vjp_sylvester_method_agrees():
+    pytest.importorskip("structla.sylvester._api")
+    rng = np.random.default_rng(21)
+    M = matrix_with_condition(rng, 6, 10.0)
+    G = rng.standard_normal((6, 6))
+    np.testing.assert_allclose(msign_vjp(M, G, method="sylvester"), msign_vjp(M, G, method="svd"),
+                               atol=1e-9)
+
+
+def test_msign_vjp_errors():
+    rng = np.random.default_rng(22)
+    singular = rng.standard_normal((5, 2)) @ rng.standard_normal((2, 5))
+    with pytest.raises(structla.LinAlgError):
+        msign_vjp(singular, np.ones((5, 5)))
+    with pytest.raises(TypeError):
+        msign_vjp(np.eye(3, dtype=complex), np.eye(3))
+    with pytest.raises(ValueError):
+        msign_vjp(np.eye(3), np.eye(4))
+    with pytest.raises(ValueError, match="method"):
+        msign_vjp(np.eye(3), np.eye(3), method="nope")
+    with pytest.raises(ValueError, match="square"):
+        msign_vjp(np.ones((2, 3)), np.ones((2, 3)), method="sylvester")
+
+
+# ---------------------------------------------------------------------------------
+# GPU (CuPy): the same code on cuBLAS, compared with float64 CPU references
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex64"])
+def test_gpu_msign_matches_cpu(cp, dtype):
+    rng = np.random.default_rng(30)
+    M = np.stack([matrix_with_condition(rng, 64, 100.0, dtype, m=200) for _ in range(3)])
+    X, info = msign(cp.asarray(M), return_info=True)
+    assert isinstance(X, cp.ndarray) and X.dtype == M.dtype
+    assert info.converged
+    assert max_relative_error(X, svd_polar(M)) <= 2000 * eps(dtype)
+    X_gram = msign(cp.asarray(M), method="gram")
+    assert max_relative_error(X_gram, svd_polar(M)) <= 2000 * eps(dtype)
+    X_svd = msign(cp.asarray(M), coeffs="svd")
+    assert max_relative_error(X_svd, svd_polar(M)) <= 100 * eps(dtype)
+
+
+@pytest.mark.gpu
+def test_gpu_msign_batched_small_and_fixed_steps(cp):
+    rng = np.random.default_rng(31)
+    M = rng.standard_normal((256, 32, 32)).astype(np.float32)
+    X = msign(cp.asarray(M), steps=5, coeffs="muon")
+    np.testing.assert_allclose(cp.asnumpy(X), msign(M, steps=5, coeffs="muon"), atol=1e-4)
+    X16 = msign(cp.asarray(M[:4]), compute_dtype="float16", tol=1e-2)
+    s = np.linalg.svd(cp.asnumpy(X16).astype(np.float64), compute_uv=False)
+    assert X16.dtype == np.float32 and np.abs(s - 1).max() < 5e-2
+
+
+@pytest.mark.gpu
+def test_gpu_mcsgn_sqrtm_polar_mclip_vjp(cp):
+    rng = np.random.default_rng(32)
+    M = _real_spectrum(rng, 20)
+    np.testing.assert_allclose(cp.asnumpy(mcsgn(cp.asarray(M))), scipy.linalg.signm(M), atol=1e-9)
+    C = _spd(rng, 20, 1e3)
+    np.testing.assert_allclose(cp.asnumpy(sqrtm(cp.asarray(C))), scipy.linalg.sqrtm(C), atol=1e-11)
+    np.testing.assert_allclose(cp.asnumpy(inv_sqrtm(cp.asarray(C))),
+                               np.linalg.inv(scipy.linalg.sqrtm(C)), atol=1e-9)
+    A = rng.standard_normal((7, 11))
+    U, H = polar(cp.asarray(A), side="left")
+    U0, H0 = scipy.linalg.polar(A, side="left")
+    np.testing.assert_allclose(cp.asnumpy(U), U0, atol=1e-11)
+    np.testing.assert_allclose(cp.asnumpy(H), H0, atol=1e-11)
+    for variant in ("v1", "v2", "v3", "leloykun"):
+        np.testing.assert_allclose(cp.asnumpy(mclip(cp.asarray(3 * A), 0.5, 2.0, variant=variant)),
+                                   svd_clip(3 * A, 0.5, 2.0), atol=1e-10)
+    G = rng.standard_normal((6, 6))
+    Ms = matrix_with_condition(rng, 6, 10.0)
+    np.testing.assert_allclose(cp.asnumpy(msign_vjp(cp.asarray(Ms), cp.asarray(G), method="svd")),
+                               msign_vjp(Ms, G), atol=1e-10)
+
+
+@pytest.mark.gpu
+def test_gpu_mixed_libraries_rejected(cp):
+    with pytest.raises(TypeError):
+        msign_vjp(cp.ones((3, 3)), np.ones((3, 3)))
