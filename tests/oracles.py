@@ -78,6 +78,63 @@ def vandermonde_dense(v, x, length, log=False, conj_pairs=False):
     return k, scale
 
 
+# ---- sylvester
+
+
+def sylvester_backward_error(A, B, C, X) -> float:
+    """Largest ``‖AX + XB − C‖_F / ((‖A‖_F + ‖B‖_F)‖X‖_F + ‖C‖_F)`` over a batch (float64)."""
+    A, B, C, X = (as_host(v) for v in (A, B, C, X))
+    fro = lambda v: np.sqrt((np.abs(v) ** 2).sum(axis=(-2, -1)))  # noqa: E731
+    r = fro(A @ X + X @ B - C)
+    scale = (fro(A) + fro(B)) * fro(X) + fro(C)
+    return float(np.max(np.where(scale > 0, r / np.where(scale > 0, scale, 1), r), initial=0.0))
+
+
+def sylvester_dense(A, B, C) -> np.ndarray:
+    """``scipy.linalg.solve_sylvester`` in float64/complex128, looped over a batch."""
+    import scipy.linalg
+
+    A, B, C = as_host(A), as_host(B), as_host(C)
+    out = loop_batch(scipy.linalg.solve_sylvester, A, B, C, core_ndims=(2, 2, 2))
+    return out if out is not None else np.zeros(C.shape)
+
+
+# ---- hippo
+
+
+def van_loan_zoh(A, B, dt):
+    """Exact ZOH ``(Ā, B̄)`` from ``expm(dt·[[A, B], [0, 0]])`` (Van Loan), one system."""
+    import scipy.linalg
+
+    n = A.shape[0]
+    block = np.zeros((n + 1, n + 1), dtype=np.result_type(A, B, np.float64))
+    block[:n, :n], block[:n, n] = A, B
+    E = scipy.linalg.expm(dt * block)
+    return E[:n, :n], E[:n, n]
+
+
+def gbt_dense(A, B, dt, alpha):
+    """``(I − αΔA)⁻¹(I + (1−α)ΔA)`` and ``(I − αΔA)⁻¹ΔB`` by dense solves, one system."""
+    eye = np.eye(A.shape[0])
+    M = eye - alpha * dt * A
+    return np.linalg.solve(M, eye + (1 - alpha) * dt * A), np.linalg.solve(M, dt * B)
+
+
+def kernel_by_powers(Ad, Bd, C, length):
+    """``[C @ matrix_power(Ā, k) @ B̄ for k < length]``, one system."""
+    return np.array([C @ np.linalg.matrix_power(Ad, k) @ Bd for k in range(length)])
+
+
+def ssm_recurrence(Ad, Bd, C, u):
+    """``x_t = Ā x_{t−1} + B̄ u_t``, ``y_t = C x_t`` step by step (x₋₁ = 0), one system."""
+    x = np.zeros(Ad.shape[0], dtype=np.result_type(Ad, Bd, u))
+    y = []
+    for ut in u:
+        x = Ad @ x + Bd * ut
+        y.append(C @ x)
+    return np.array(y)
+
+
 # ---- scan
 
 
@@ -142,3 +199,21 @@ def tanh_rnn_loop(W, u, x0):
         out[t] = x
     return out
 
+
+# ---- tril
+def tril_dlr_dense_oracle(diag, q, k, log_decay=None) -> np.ndarray:
+    """``diag(λ) + tril((Q Kᵀ) ⊙ Γ, -1)`` row by row in float64/complex128 (one problem).
+
+    ``Γ_ij = Π_{r=j+1..i} exp(g_r)``, a product of factors, independent of the library's
+    cumulative-sum route.
+    """
+    diag, q, k = as_host(diag), as_host(q), as_host(k)
+    n = diag.shape[0]
+    factors = np.ones(n) if log_decay is None else np.exp(np.asarray(log_decay, dtype=np.float64))
+    t = np.zeros((n, n), dtype=np.result_type(diag, q, k))
+    for i in range(n):
+        t[i, i] = diag[i]
+        # gamma[j] = factors[j+1] * ... * factors[i] for j < i
+        gamma = np.cumprod(factors[1 : i + 1][::-1])[::-1]
+        t[i, :i] = (k[:i] @ q[i]) * gamma
+    return t

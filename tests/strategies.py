@@ -50,3 +50,27 @@ def batch_shapes(draw, max_dims: int = 2, max_side: int = 3):
 def seeds():
     """Integer seeds for ``numpy.random.default_rng``."""
     return st.integers(0, 2**32 - 1)
+
+
+# ---- sylvester
+
+
+def matrix_with_spectrum(rng: np.random.Generator, n: int, lo: float, hi: float, dtype="float64",
+                         nonnormal: float = 0.3, both_sides: bool = False) -> np.ndarray:
+    """An ``n × n`` non-normal matrix whose eigenvalues have real parts in ``[lo, hi]``.
+
+    ``Q (D + N) Qᴴ`` with Q unitary, D the eigenvalues (real for real dtypes, with
+    imaginary parts in [−1, 1] for complex ones) and N strictly upper triangular with
+    entries of size ``nonnormal / √n``. ``both_sides`` negates a random half of the
+    eigenvalues (real parts in ``[−hi, −lo] ∪ [lo, hi]``).
+    """
+    dtype = np.dtype(dtype)
+    q, _ = np.linalg.qr(random_array(rng, (n, n), dtype))
+    lam = rng.uniform(lo, hi, n)
+    if both_sides:
+        lam = lam * rng.choice([-1.0, 1.0], n)
+    if dtype.kind == "c":
+        lam = lam + 1j * rng.uniform(-1, 1, n)
+    t = np.diag(lam).astype(dtype) + np.triu(random_array(rng, (n, n), dtype), 1) * (
+        nonnormal / np.sqrt(max(n, 1)))
+    return (q @ t @ q.conj().T).astype(dtype)

@@ -132,12 +132,18 @@ def sign_iteration(A: Any, B: Any | None, C: Any, xp: ModuleType, *, tol: float,
         Ck = xp.where(keep, Ck, C1)
         iterations = iterations + (~done)
         done = done | now_done | stalled | ~finite
-        # One host synchronisation per step: both decisions travel together.
-        all_done, all_close = (bool(f) for f in xp.stack(
-            [xp.all(done), xp.all(done | (delta < ns_switch))]).tolist())
+        # One host synchronisation per step: all decisions travel together.
+        all_done, all_close, too_far = (bool(f) for f in xp.stack(
+            [xp.all(done), xp.all(done | (delta < ns_switch)),
+             xp.any(~done & ~(delta < 0.5))]).tolist())
         if all_done:
             break
-        newton = newton and not (ns_switch > 0 and all_close)
+        if newton:
+            newton = not (ns_switch > 0 and all_close)
+        elif too_far:
+            # ‖Z² − I‖ too large for Newton–Schulz to contract: back to Newton, and
+            # switch again only once much closer.
+            newton, ns_switch = True, ns_switch / 10
     converged = xp.isfinite(delta) & done
     traces_a = xp.real(xp.trace(Ak, axis1=-2, axis2=-1))
     traces_b = xp.real(xp.trace(Bk, axis1=-2, axis2=-1))
