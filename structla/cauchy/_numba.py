@@ -84,15 +84,21 @@ def cauchy(v, w, z, *, conj_pairs):
     out = np.empty((count, length), dtype=z.dtype)
     if z.strides[0] == 0:
         # One node set shared by the batch: read that row, never copy it `count` times.
-        zc = np.array(z[:1], order="C")
+        zc = np.ascontiguousarray(z[:1])
         zrow = np.zeros(count, dtype=np.int64)
     else:
         zc = np.ascontiguousarray(z)
         zrow = np.arange(count, dtype=np.int64)
     one = np.finfo(z.dtype).dtype.type(1)
-    # v and w are small: fresh writable copies keep to one compiled signature per dtype.
-    _cauchy_kernel(np.array(v, order="C"), np.array(w, order="C"), zc, zrow, conj_pairs, one, out)
+    _cauchy_kernel(_readonly(v), _readonly(w), _readonly(zc), zrow, conj_pairs, one, out)
     return out
+
+
+def _readonly(a):
+    """A C-contiguous read-only view (or copy): one compiled signature whatever the input flags."""
+    a = np.ascontiguousarray(a).view()
+    a.flags.writeable = False
+    return a
 
 
 @kernel
@@ -199,6 +205,6 @@ def vandermonde(v, x, length, *, log, conj_pairs):
     else:
         out = np.empty((count, length), dtype=v.dtype)
         out_real = np.empty((1, 0), dtype=real)
-    _vandermonde_kernel(v.astype(np.complex128), np.ascontiguousarray(s),
+    _vandermonde_kernel(_readonly(v.astype(np.complex128)), _readonly(s),
                         length, block, nsuper, conj_pairs, real.type(1), out, out_real)
     return out_real if conj_pairs else out
