@@ -226,7 +226,7 @@ def test_selective_scan_bad_values_and_types():
     A, B = -np.ones((2, 2)), np.zeros((1, 2, 3))
     bad = u.copy()
     bad[0, 1, 2] = np.nan
-    with pytest.raises(ValueError, match="'delta'.*infs or NaNs"):
+    with pytest.raises(ValueError, match=r"'delta'.*infs or NaNs"):
         structla.selective_scan(u, bad, A, B, B)
     assert np.isnan(structla.selective_scan(u, bad, A, B, B, check_finite=False)).any()
     with pytest.raises(TypeError, match="'u'"):
@@ -302,7 +302,7 @@ def test_linear_scan_bad_input_and_inputs_unchanged():
         structla.linear_scan(a, b, h0=np.ones(4))
     with pytest.raises(ValueError, match="at least one dimension"):
         structla.linear_scan(1.0, 2.0)
-    with pytest.raises(ValueError, match="'b'.*infs or NaNs"):
+    with pytest.raises(ValueError, match=r"'b'.*infs or NaNs"):
         structla.linear_scan(a, np.where(b > 5, np.inf, b))
     h = structla.linear_scan(a, b[:, ::-1])
     np.testing.assert_allclose(h, linear_scan_loop(a, b[:, ::-1]), rtol=1e-15)
@@ -387,7 +387,7 @@ def test_deer_float32_and_bad_input():
     assert np.abs(x - tanh_rnn_loop(W, u, np.zeros(4))).max() <= 1e-5
     with pytest.raises(ValueError, match="'u'"):
         structla.deer(f, np.zeros(4), np.zeros(4))
-    with pytest.raises(ValueError, match="'x0'.*infs or NaNs"):
+    with pytest.raises(ValueError, match=r"'x0'.*infs or NaNs"):
         structla.deer(f, np.full(4, np.nan), u)
     with pytest.raises(TypeError, match="'f'"):
         structla.deer(None, np.zeros(4), u)

@@ -113,16 +113,33 @@ def linear_scan(a: Any, b: Any, *, axis: int = -1, h0: Any = None, reverse: bool
         for name, x in (("a", a), ("b", b), ("h0", h0)):
             _check_finite(x, name, xp)
     rows = math.prod(shape[:axis])
-    length = shape[axis]
     cols = math.prod(shape[axis + 1:])
-    a3 = xp.ascontiguousarray(xp.broadcast_to(a.astype(work, copy=False), shape)).reshape(rows, length, cols)
-    b3 = xp.ascontiguousarray(xp.broadcast_to(b.astype(work, copy=False), shape)).reshape(rows, length, cols)
+    a3 = _grouped(a.astype(work, copy=False), shape, axis, xp)
+    b3 = _grouped(b.astype(work, copy=False), shape, axis, xp)
     if h0 is None:
         h03 = xp.zeros((rows, cols), dtype=work)
     else:
         h03 = xp.ascontiguousarray(h0.astype(work, copy=False)).reshape(rows, cols)
     out = implementation("scan", "linear_scan", xp)(a3, b3, h03, bool(reverse))
     return out.reshape(shape).astype(dtype, copy=False)
+
+
+def _grouped(x: Any, shape: tuple[int, ...], axis: int, xp: Any) -> Any:
+    """``x`` as a contiguous ``(P, L, Q)`` array (dims before, at, after ``axis``), where a
+    group of dimensions that ``x`` broadcasts entirely (e.g. a decay shared over time)
+    keeps size 1 instead of being materialised."""
+    full = (1,) * (len(shape) - x.ndim) + tuple(x.shape)
+    groups = (range(axis), range(axis, axis + 1), range(axis + 1, len(shape)))
+    target = list(shape)
+    sizes = []
+    for group in groups:
+        if all(full[i] == 1 for i in group):
+            for i in group:
+                target[i] = 1
+            sizes.append(1)
+        else:
+            sizes.append(math.prod(shape[i] for i in group))
+    return xp.ascontiguousarray(xp.broadcast_to(x.reshape(full), tuple(target))).reshape(sizes)
 
 
 def _real_of(dtype: np.dtype) -> np.dtype:
@@ -247,7 +264,7 @@ def selective_scan(u: Any, delta: Any, A: Any, B: Any, C: Any, D: Any = None, z:
     """
     xp = array_namespace(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias, h0=h0)
     for name, x in (("u", u), ("delta", delta), ("z", z), ("D", D), ("delta_bias", delta_bias)):
-        if x is not None and np.dtype(getattr(x, "dtype", np.asarray(x).dtype)).kind == "c":
+        if x is not None and np.dtype(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype).kind == "c":
             raise TypeError(f"argument {name!r} must be real; got a complex array")
     dtype = result_dtype(u, delta, A, B, C, D, z, delta_bias, h0)
     real = compute_dtype(_real_of(dtype))
@@ -261,7 +278,8 @@ def selective_scan(u: Any, delta: Any, A: Any, B: Any, C: Any, D: Any = None, z:
         raise ValueError(f"argument 'u' must have shape (batch, D, L); got shape {tuple(u.shape)}")
     batch, dim, length = u.shape
     if delta.shape != u.shape:
-        raise ValueError(f"argument 'delta' must have the shape of u {tuple(u.shape)}; got {tuple(delta.shape)}")
+        raise ValueError(f"argument 'delta' must have the shape of u {tuple(u.shape)}; "
+                         f"got {tuple(delta.shape)}")
     if A.ndim != 2 or A.shape[0] != dim:
         raise ValueError(f"argument 'A' must have shape (D, N) with D = {dim}; got shape {tuple(A.shape)}")
     nstate = A.shape[1]

@@ -26,25 +26,33 @@ _COLUMN_BLOCK = 64
 
 @kernel(parallel=True)
 def _linear_scan_kernel(a, b, h0, out, reverse):
-    rows, length, cols = b.shape
+    rows, length, cols = out.shape
+    # Axes of size 1 in a or b are broadcast: index 0 instead of the loop index.
+    pa, ta, qa = a.shape[0] > 1, a.shape[1] > 1, a.shape[2] > 1
+    pb, tb, qb = b.shape[0] > 1, b.shape[1] > 1, b.shape[2] > 1
     blocks = (cols + _COLUMN_BLOCK - 1) // _COLUMN_BLOCK
     for task in prange(rows * blocks):
         p = task // blocks
         q0 = (task % blocks) * _COLUMN_BLOCK
         q1 = min(cols, q0 + _COLUMN_BLOCK)
         h = h0[p, q0:q1].copy()
+        ar = a[p if pa else 0]
+        br = b[p if pb else 0]
         for s in range(length):
             t = length - 1 - s if reverse else s
+            at = ar[t if ta else 0]
+            bt = br[t if tb else 0]
             for q in range(q0, q1):
-                value = a[p, t, q] * h[q - q0] + b[p, t, q]
+                value = at[q if qa else 0] * h[q - q0] + bt[q if qb else 0]
                 h[q - q0] = value
                 out[p, t, q] = value
 
 
 def linear_scan(a: Any, b: Any, h0: Any, reverse: bool) -> Any:
     """``h_t = a_t h_{t-1} + b_t`` along axis 1 of contiguous ``(P, L, Q)`` arrays."""
-    out = np.empty_like(b)
-    if b.size:
+    shape = tuple(n if m == 1 else m for m, n in zip(a.shape, b.shape, strict=True))
+    out = np.empty(shape, dtype=h0.dtype)
+    if out.size:
         _linear_scan_kernel(a, b, h0, out, reverse)
     return out
 

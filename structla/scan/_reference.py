@@ -3,8 +3,9 @@
 These are the fallbacks and the cross-checks of the fast kernels. Inputs arrive
 normalised by ``_api.py``:
 
-* ``linear_scan``: ``a``, ``b`` contiguous ``(P, L, Q)`` of the result dtype,
-  ``h0`` ``(P, Q)``; the recurrence runs along the middle axis.
+* ``linear_scan``: ``a``, ``b`` contiguous ``(P, L, Q)`` of the result dtype, each
+  axis either full or 1 (broadcast), ``h0`` ``(P, Q)``; the recurrence runs along the
+  middle axis.
 * ``selective_scan``: ``u``, ``delta``, ``z`` ``(batch, D, L)`` real; ``A`` ``(D, N)``;
   ``B``, ``C`` in the canonical 4-D form ``(bB, G, N, LB)``: ``bB`` is ``batch``
   or 1 (shared), ``G`` divides ``D`` (channel ``d`` uses group ``d // (D // G)``),
@@ -26,6 +27,8 @@ __all__ = ["deer", "dense_scan", "linear_scan", "selective_scan", "softplus"]
 def linear_scan(a: Any, b: Any, h0: Any, reverse: bool) -> Any:
     """``h_t = a_t h_{t-1} + b_t`` along axis 1 of ``(P, L, Q)`` arrays (MATH E1)."""
     xp = array_namespace(a=a, b=b, h0=h0)
+    shape = tuple(n if m == 1 else m for m, n in zip(a.shape, b.shape, strict=True))
+    a, b = xp.broadcast_to(a, shape), xp.broadcast_to(b, shape)
     out = xp.empty_like(b)
     h = h0
     steps = range(b.shape[1] - 1, -1, -1) if reverse else range(b.shape[1])
@@ -85,7 +88,6 @@ def dense_scan(J: Any, c: Any, h0: Any) -> Any:
     combination ``(J₂, c₂)•(J₁, c₁) = (J₂J₁, J₂c₁ + c₂)`` (MATH E1): ⌈log₂ L⌉
     rounds of batched matrix products, O(L log L · d³) work, no loop over time.
     """
-    xp = array_namespace(J=J, c=c, h0=h0)
     length = c.shape[-2]
     # Fold the initial state into the first step: h_0 = J_0 h0 + c_0.
     c = c.copy()
@@ -127,9 +129,9 @@ def deer(f: Any, x0: Any, u: Any, jac: Any, max_iter: int, tol: float) -> tuple[
 
     xp = array_namespace(x0=x0, u=u)
     length, dim = u.shape[-2], x0.shape[-1]
-    shape = np.broadcast_shapes(x0.shape[:-1], u.shape[:-2]) + (length, dim)
+    shape = (*np.broadcast_shapes(x0.shape[:-1], u.shape[:-2]), length, dim)
     x = xp.broadcast_to(x0[..., None, :], shape).astype(x0.dtype, copy=True)
-    first = xp.broadcast_to(x0[..., None, :], shape[:-2] + (1, dim))
+    first = xp.broadcast_to(x0[..., None, :], (*shape[:-2], 1, dim))
     method = "newton-fd-dense" if jac is None else "newton-dense"
     update, converged, iterations = float("inf"), False, 0
     while iterations < max_iter and length > 0:
@@ -143,8 +145,8 @@ def deer(f: Any, x0: Any, u: Any, jac: Any, max_iter: int, tol: float) -> tuple[
         J = xp.asarray(J, dtype=x.dtype)
         if J.ndim == previous.ndim + 1:
             c = fx - (J @ previous[..., None])[..., 0]
-            J = xp.broadcast_to(J, c.shape + (dim,))
-            new = dense_scan(J, c, xp.broadcast_to(x0, shape[:-2] + (dim,)))
+            J = xp.broadcast_to(J, (*c.shape, dim))
+            new = dense_scan(J, c, xp.broadcast_to(x0, (*shape[:-2], dim)))
             method = "newton-fd-dense" if jac is None else "newton-dense"
         else:
             c = fx - J * previous

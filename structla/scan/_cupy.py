@@ -1,0 +1,131 @@
+"""GPU launches for the scan family (kernels in ``scan.cu``).
+
+Arguments arrive normalised by ``_api.py`` (layouts in ``_reference.py``). Every
+kernel runs on CuPy's current stream.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cupy as cp
+import numpy as np
+
+from .._core.cuda import get_kernel, launch
+
+__all__ = ["linear_scan", "selective_scan"]
+
+_LINEAR_ITEMS = 8  # steps per thread (LINEAR_ITEMS in scan.cu)
+_LINEAR_THREADS = 256  # largest block: chunks of 2048 steps
+_SELECTIVE_CHUNK = 256  # SEL_CHUNK in scan.cu
+_SELECTIVE_PAD = _SELECTIVE_CHUNK + _SELECTIVE_CHUNK // 32
+_SELECTIVE_TILE_BYTES = 64  # TILE · sizeof(T) in scan.cu
+
+
+def _empty(shape: tuple[int, ...], dtype: Any) -> Any:
+    """Output allocation (a seam: GPU tests fill outputs with NaN before the kernels write)."""
+    return cp.empty(shape, dtype=dtype)
+
+
+def _rows_scan(a: Any, b: Any, h0: Any, reverse: bool, out: Any) -> None:
+    """Scan contiguous ``(rows, L)`` arrays along the last axis into ``out``."""
+    rows, length = b.shape
+    dtype = b.dtype
+    threads = min(_LINEAR_THREADS, 32 * math.ceil(length / (32 * _LINEAR_ITEMS)))
+    chunks = math.ceil(length / (threads * _LINEAR_ITEMS))
+    if chunks > 65535:
+        raise ValueError(f"linear_scan on the GPU supports L up to {65535 * threads * _LINEAR_ITEMS}; "
+                         f"got L = {length}")
+    grid = (rows, chunks)
+    if chunks == 1:
+        carry = h0
+    else:
+        agg_a = cp.empty((rows, chunks), dtype=dtype)
+        agg_b = cp.empty((rows, chunks), dtype=dtype)
+        launch(get_kernel("scan", "scan.cu", "linear_scan_chunk_reduce", dtype), grid, threads,
+               (a, b, np.int64(length), np.int32(reverse), agg_a, agg_b))
+        carry = cp.empty((rows, chunks), dtype=dtype)
+        launch(get_kernel("scan", "scan.cu", "linear_scan_carry", dtype), math.ceil(rows / 128), 128,
+               (agg_a, agg_b, h0, np.int64(rows), np.int32(chunks), carry))
+    launch(get_kernel("scan", "scan.cu", "linear_scan_chunk_apply", dtype), grid, threads,
+           (a, b, carry, np.int64(length), np.int32(reverse), out))
+
+
+def linear_scan(a: Any, b: Any, h0: Any, reverse: bool) -> Any:
+    """``h_t = a_t h_{t-1} + b_t`` along axis 1 of contiguous ``(P, L, Q)`` arrays.
+
+    Each sequence is split into chunks of up to 2048 steps, one thread block each:
+    pass 1 reduces every chunk to one (a, b) pair, pass 2 carries the state across
+    the chunks of a row, pass 3 rescans every chunk from its entering state. With
+    one chunk per row only pass 3 runs.
+    """
+    shape = tuple(n if m == 1 else m for m, n in zip(a.shape, b.shape, strict=True))
+    a = cp.ascontiguousarray(cp.broadcast_to(a, shape))
+    b = cp.ascontiguousarray(cp.broadcast_to(b, shape))
+    rows, length, cols = shape
+    out = _empty(shape, b.dtype)
+    if b.size == 0:
+        return out
+    if cols == 1:
+        _rows_scan(a.reshape(rows, length), b.reshape(rows, length), h0.reshape(rows),
+                   reverse, out.reshape(rows, length))
+        return out
+    # Time must be the contiguous axis of every row: transpose (P, L, Q) → (P·Q, L) and back.
+    at = cp.ascontiguousarray(a.transpose(0, 2, 1)).reshape(rows * cols, length)
+    bt = cp.ascontiguousarray(b.transpose(0, 2, 1)).reshape(rows * cols, length)
+    ot = cp.empty((rows * cols, length), dtype=b.dtype)
+    _rows_scan(at, bt, cp.ascontiguousarray(h0).reshape(rows * cols), reverse, ot)
+    out[...] = ot.reshape(rows, cols, length).transpose(0, 2, 1)
+    return out
+
+
+def _bc_strides(M: Any, dim: int) -> tuple[np.int64, np.int64, np.int64, np.int64, np.int32]:
+    """Element strides (batch, group, state, time) of canonical ``(bB, G, N, LB)`` and D // G."""
+    bB, groups, nstate, steps = M.shape
+    return (np.int64(groups * nstate * steps if bB > 1 else 0), np.int64(nstate * steps),
+            np.int64(steps), np.int64(1 if steps > 1 else 0), np.int32(dim // groups))
+
+
+def _channels_per_block(dim: int, shared: list[int]) -> int:
+    """Warps (channels) per block: ≤ 8, dividing D and every time-varying group size."""
+    for warps in (8, 4, 2):
+        if dim % warps == 0 and all(per % warps == 0 for per in shared):
+            return warps
+    return 1
+
+
+def selective_scan(u: Any, delta: Any, A: Any, B: Any, C: Any, D: Any, z: Any,
+                   delta_bias: Any, delta_softplus: bool, h0: Any) -> tuple[Any, Any]:
+    """Mamba's selective scan on the GPU; returns ``(y, h_last)``.
+
+    One block per (batch, group of up to 8 channels); each warp scans one channel in
+    chunks of 256 steps with the state carried between chunks (see ``scan.cu``).
+    """
+    batch, dim, length = u.shape
+    nstate = A.shape[1]
+    real, state_dtype = u.dtype, A.dtype
+    y = _empty(u.shape, real)
+    state = cp.zeros((batch, dim, nstate), dtype=state_dtype) if h0 is None else \
+        cp.array(h0, dtype=state_dtype, order="C", copy=True)
+    if batch * dim == 0 or length == 0:
+        return y, state
+    B = cp.ascontiguousarray(B, dtype=state_dtype)
+    C = cp.ascontiguousarray(C, dtype=state_dtype)
+    strides_b, strides_c = _bc_strides(B, dim), _bc_strides(C, dim)
+    varying = [int(s[4]) for s, M in ((strides_b, B), (strides_c, C)) if M.shape[3] > 1]
+    warps = _channels_per_block(dim, varying)
+    dummy = cp.zeros(1, dtype=real)
+    args = (
+        cp.ascontiguousarray(u), cp.ascontiguousarray(delta), cp.ascontiguousarray(A), B, C,
+        dummy if D is None else cp.ascontiguousarray(D, dtype=real),
+        dummy if z is None else cp.ascontiguousarray(z, dtype=real),
+        dummy if delta_bias is None else cp.ascontiguousarray(delta_bias, dtype=real),
+        state, y, np.int32(dim), np.int64(length), np.int32(nstate), *strides_b, *strides_c,
+        np.int32(D is not None), np.int32(z is not None), np.int32(delta_bias is not None),
+        np.int32(bool(delta_softplus)),
+    )
+    shared = 2 * _SELECTIVE_TILE_BYTES * _SELECTIVE_PAD
+    launch(get_kernel("scan", "scan.cu", "selective_scan_fwd", state_dtype), (dim // warps, batch),
+           32 * warps, args, shared_mem=shared)
+    return y, state
