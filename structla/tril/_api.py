@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .._core.batch import Batch, broadcast_batch
+from .._core.batch import Batch, broadcast_batch, parse_signature
 from .._core.dispatch import implementation
 from .._core.errors import LinAlgError
 from .._core.namespace import array_namespace, is_cupy_namespace
@@ -64,7 +64,8 @@ class _Problem:
         log_decay = None
         if self.log_decay is not None:
             log_decay = xp.roll(self.log_decay[:, ::-1], 1, axis=1)
-            log_decay[:, 0] = 0
+            if log_decay.shape[1]:
+                log_decay[:, 0] = 0
         return _Problem(self.xp, self.batch, self.dtype, self.work, xp.ascontiguousarray(diag),
                         xp.ascontiguousarray(q), xp.ascontiguousarray(k), log_decay)
 
@@ -130,7 +131,8 @@ def _prepare(diag: Any, q: Any, k: Any, log_decay: Any, check: bool | None, *,
             g[:, 0] = 0  # Γ never uses the first log-decay
         g = xp.maximum(g, real.type(LOG_DECAY_FLOOR))
     problem = _Problem(xp, batch, dtype, work, flat(diag, 1, work), flat(q, 2, work), flat(k, 2, work), g)
-    flats = {name: flat(v, v.ndim - len(batch.shape), work) for name, v in extra.items()}
+    cores = parse_signature(extra_core) if extra else []
+    flats = {name: flat(v, len(core), work) for (name, v), core in zip(extra.items(), cores, strict=True)}
     return problem, flats
 
 
@@ -397,9 +399,11 @@ def ut_transform(k: Any, beta: Any, *, log_decay: Any = None, check_finite: bool
     True
     """
     xp = array_namespace(k=k, beta=beta, log_decay=log_decay)
+    k = as_array(k, "k", xp)
     beta = as_array(beta, "beta", xp)
+    check_ndim(k, "k", 2, "(..., C, d)")
     check_ndim(beta, "beta", 1, "(..., C)")
-    ones = xp.ones(beta.shape[-1:], dtype=result_dtype(k, beta))
+    ones = xp.ones(k.shape[-2:-1], dtype=result_dtype(k, beta))
     problem, flats = _prepare(ones, k, k, log_decay, check_finite, extra={"beta": beta},
                               extra_core=",(n)", singular_check=False)
     fn = implementation("tril", "ut_transform", problem.xp)
