@@ -124,7 +124,8 @@ def test_inv_and_dense_against_oracle(n, d, dtype, decay, shapes, seed):
         residual = np.abs(yh @ t - np.eye(n)).max()
         scale = np.abs(yh).max() * np.abs(t).max()
         assert residual <= 8 * (n + d) * n * eps(dtype) * scale
-        assert max_relative_error(y, np.linalg.inv(t)) <= 1e3 * n * eps(dtype) * np.linalg.cond(t.reshape(-1, n, n)).max()
+        cond = np.linalg.cond(t.reshape(-1, n, n)).max()
+        assert max_relative_error(y, np.linalg.inv(t)) <= 1e3 * n * eps(dtype) * cond
 
 
 @given(c=st.sampled_from([1, 2, 16, 64, 65]), d=st.sampled_from([1, 8, 64]),
@@ -134,8 +135,7 @@ def test_ut_transform_against_dense(c, d, dtype, decay, shapes, seed):
     rng = np.random.default_rng(seed)
     k = random_array(rng, (*shapes[0], c, d), dtype)
     k /= np.linalg.norm(k, axis=-1, keepdims=True).astype(k.real.dtype)
-    beta = (2 * rng.random((*shapes[1], c))).astype(np.dtype(dtype).char.lower() if np.dtype(dtype).kind == "f"
-                                                     else np.empty(0, dtype).real.dtype)
+    beta = (2 * rng.random((*shapes[1], c))).astype(np.empty(0, dtype).real.dtype)
     log_decay = -rng.random(c) if decay else None
     out = structla.ut_transform(k, beta, log_decay=log_decay)
     batch = np.broadcast_shapes(shapes[0], shapes[1])
@@ -328,7 +328,8 @@ def test_trildlr_batched_slogdet_and_linearoperator_error():
     diag, q, k, _ = make_operands(rng, 5, 2, "float64", (3,))
     op = structla.TrilDLR(diag, q[0], k[0])
     sign, logabs = op.slogdet()
-    ref = np.linalg.slogdet(dense_oracle(diag, np.broadcast_to(q[0], q.shape), np.broadcast_to(k[0], k.shape)))
+    ref = np.linalg.slogdet(dense_oracle(diag, np.broadcast_to(q[0], q.shape),
+                                         np.broadcast_to(k[0], k.shape)))
     np.testing.assert_allclose(sign, ref[0])
     np.testing.assert_allclose(logabs, ref[1], rtol=1e-13)
     with pytest.raises(ValueError, match="unbatched"):
@@ -342,7 +343,7 @@ def test_trildlr_batched_slogdet_and_linearoperator_error():
 def test_shape_errors_name_the_argument():
     rng = np.random.default_rng(15)
     diag, q, k, _ = make_operands(rng, 5, 2, "float64")
-    with pytest.raises(ValueError, match="'n'.*'q'|'q'.*'n'|core dimension"):
+    with pytest.raises(ValueError, match="core dimension 'n'"):
         structla.tril_dlr_solve(diag, q[:4], k, np.ones(5))
     with pytest.raises(ValueError, match="'d'"):
         structla.tril_dlr_solve(diag, q, k[:, :1], np.ones(5))
@@ -416,12 +417,14 @@ def test_integer_readonly_noncontiguous_inputs():
 
 
 def test_empty_and_float16():
-    empty = structla.tril_dlr_solve(np.ones((0, 4)), np.ones((0, 4, 2)), np.ones((0, 4, 2)), np.ones((0, 4, 3)))
+    empty = structla.tril_dlr_solve(np.ones((0, 4)), np.ones((0, 4, 2)), np.ones((0, 4, 2)),
+                                    np.ones((0, 4, 3)))
     assert empty.shape == (0, 4, 3)
     assert structla.tril_dlr_solve(np.ones(0), np.ones((0, 2)), np.ones((0, 2)), np.ones(0)).shape == (0,)
     assert structla.tril_dlr_inv(np.ones(0), np.ones((0, 2)), np.ones((0, 2))).shape == (0, 0)
     assert structla.ut_transform(np.ones((3, 0, 2)), np.ones((3, 0))).shape == (3, 0, 0)
-    assert structla.tril_dlr_matmul(np.ones(3), np.ones((3, 0)), np.ones((3, 0)), np.ones(3)).tolist() == [1, 1, 1]
+    rank0 = structla.tril_dlr_matmul(np.ones(3), np.ones((3, 0)), np.ones((3, 0)), np.ones(3))
+    assert rank0.tolist() == [1, 1, 1]
     rng = np.random.default_rng(18)
     diag, q, k, log_decay = make_operands(rng, 10, 2, "float32", (), True)
     x16 = structla.tril_dlr_solve(diag.astype(np.float16), q.astype(np.float16), k.astype(np.float16),

@@ -19,7 +19,8 @@ from .._core.batch import Batch, broadcast_batch, parse_signature
 from .._core.dispatch import implementation
 from .._core.errors import LinAlgError
 from .._core.namespace import array_namespace, is_cupy_namespace
-from .._core.validate import as_array, check_finite as _check_finite, check_ndim, compute_dtype, result_dtype
+from .._core.validate import as_array, check_ndim, compute_dtype, result_dtype
+from .._core.validate import check_finite as _check_finite
 
 __all__ = ["TrilDLR", "tril_dlr_dense", "tril_dlr_inv", "tril_dlr_matmul", "tril_dlr_solve", "ut_transform"]
 
@@ -27,8 +28,7 @@ __all__ = ["TrilDLR", "tril_dlr_dense", "tril_dlr_inv", "tril_dlr_matmul", "tril
 #: and clamping keeps -inf (a full reset) from turning differences of sums into NaN.
 LOG_DECAY_FLOOR = -1.0e4
 
-_TRANS = {False: "N", 0: "N", "N": "N", "n": "N", True: "T", 1: "T", "T": "T", "t": "T",
-          2: "C", "C": "C", "c": "C"}
+_TRANS = {False: "N", "N": "N", "n": "N", True: "T", "T": "T", "t": "T", 2: "C", "C": "C", "c": "C"}
 
 
 def _trans_code(trans: Any) -> str:
@@ -142,7 +142,8 @@ def _columns(b: Any, diag: Any, name: str) -> tuple[Any, bool]:
     if vector:
         return b[..., None], True
     if np.ndim(b) < 2:
-        raise ValueError(f"argument {name!r} must have shape (..., n) or (..., n, m); got shape {np.shape(b)}")
+        raise ValueError(f"argument {name!r} must have shape (..., n) or (..., n, m); "
+                         f"got shape {np.shape(b)}")
     return b, False
 
 
@@ -476,12 +477,12 @@ class TrilDLR:
         return {"log_decay": self.log_decay}
 
     @property
-    def T(self) -> TrilDLR:  # noqa: N802 (NumPy's spelling)
+    def T(self) -> TrilDLR:
         """The transpose (a view: solves and products use the transposed recursions)."""
         return TrilDLR(self.diag, self.q, self.k, self.log_decay, _trans="T" if self._trans == "N" else "N")
 
     @property
-    def H(self) -> TrilDLR:  # noqa: N802
+    def H(self) -> TrilDLR:
         """The conjugate transpose."""
         conj = TrilDLR(self.diag.conj(), self.q.conj(), self.k.conj(), self.log_decay, _trans=self._trans)
         return conj.T

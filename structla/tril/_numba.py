@@ -223,7 +223,7 @@ def _inv_chunked_one(diag, q, k, log_decay, chunk, y):
 
 def tril_dlr_inv(diag, q, k, log_decay, *, method="auto", chunk=None):
     """``T⁻¹``, Θ(n²·d): row recursion for small n, chunked BLAS form for large n."""
-    count, n, d = q.shape
+    count, n, _ = q.shape
     y = np.zeros((count, n, n), dtype=q.dtype)
     if y.size == 0:
         return y
@@ -248,7 +248,7 @@ def ut_transform(k, beta, log_decay):
 
 def tril_dlr_dense(diag, q, k, log_decay):
     """The dense matrix, one batched BLAS product plus the mask."""
-    count, n, _ = q.shape
+    n = q.shape[1]
     a = q @ np.swapaxes(k, 1, 2)
     if log_decay is None:
         a *= np.tri(n, n, -1, dtype=a.real.dtype)

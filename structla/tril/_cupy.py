@@ -1,0 +1,215 @@
+"""GPU launches for diagonal + low-rank triangular matrices (CuPy arrays, ``tril.cu``).
+
+Inputs as prepared by ``_api.py`` (see ``_reference.py``). Everything is launched on
+CuPy's current stream and nothing waits for the device.
+
+The chunked solve (MATH A2 in its two-pass form): the diagonal blocks of every chunk are
+inverted at once (``tril_block_inv``); cuBLAS batched products give, per chunk I,
+``U = T_II⁻¹ B_I``, ``W = T_II⁻¹ diag(a) Q_I`` and the state step ``Z_{I+1} = M_I Z_I + V_I``
+with ``M_I = last·I − K̃_IᵀW``, ``V_I = K̃_IᵀU``; ``tril_state_scan`` runs that short
+recurrence over chunks, and one more batched product gives ``X_I = U − W Z_I``.
+"""
+
+from __future__ import annotations
+
+import cupy as cp
+import numpy as np
+
+from .._core.cuda import get_kernel, launch
+
+# Chunk lengths: the solve's diagonal blocks are inverted one thread block each; the
+# inverse wants longer chunks (its d×d state step is paid once per chunk and column).
+_SOLVE_CHUNK = 64
+_INV_CHUNK = 128
+_SHARED_LIMIT = 48 * 1024  # dynamic shared memory usable without an opt-in
+_NULL = np.uint64(0)
+
+
+def _empty(shape, dtype):
+    """Output allocation (tests replace it by a NaN-filled one to catch unwritten entries)."""
+    return cp.empty(shape, dtype=dtype)
+
+
+def _or_null(x):
+    return _NULL if x is None else x
+
+
+def block_inverse(diag, rowscale, q, k, log_decay, colscale):
+    """``(diag(λ) + tril((diag(s) Q Kᵀ) ⊙ Γ, -1))⁻¹ diag(c)`` for a stack of small blocks.
+
+    ``diag``, ``rowscale``, ``colscale`` (nb, C) or None (ones); q, k (nb, C, d); log_decay
+    real (nb, C) or None. Returns (nb, C, C).
+    """
+    nb, c, d = q.shape
+    dtype = q.dtype
+    out = _empty((nb, c, c), dtype)
+    if out.size == 0:
+        return out
+    item = dtype.itemsize
+    cum_bytes = -(-8 * c // 16) * 16
+    work = None
+    if cum_bytes + 2 * c * c * item <= _SHARED_LIMIT:
+        mode, shared = 0, cum_bytes + 2 * c * c * item
+    elif cum_bytes + c * c * item <= _SHARED_LIMIT:
+        mode, shared = 1, cum_bytes + c * c * item
+    else:
+        mode, shared = 2, cum_bytes
+        work = cp.empty((nb, c, c), dtype=dtype)
+    threads = 128 if c <= 128 else 256
+    kernel = get_kernel("tril", "tril.cu", "tril_block_inv", dtype)
+    launch(kernel, nb, threads,
+           (np.int64(nb), np.int32(c), np.int32(d), np.int32(mode), _or_null(diag), _or_null(rowscale),
+            q, k, _or_null(log_decay), _or_null(colscale), out, _or_null(work)),
+           shared_mem=shared)
+    return out
+
+
+def _state_scan(m_steps, v_steps):
+    """States entering each chunk: ``Z_0 = 0``, ``Z_{I+1} = M_I Z_I + V_I`` (B, nc, d, m)."""
+    count, nc, d, m = v_steps.shape
+    zs = _empty(v_steps.shape, v_steps.dtype)
+    if zs.size == 0:
+        return zs
+    item = v_steps.dtype.itemsize
+    tile = min(32, m, _SHARED_LIMIT // (2 * d * item))
+    if tile < 1:
+        z = cp.zeros((count, d, m), dtype=v_steps.dtype)
+        for i in range(nc):
+            zs[:, i] = z
+            z = m_steps[:, i] @ z + v_steps[:, i]
+        return zs
+    kernel = get_kernel("tril", "tril.cu", "tril_state_scan", v_steps.dtype)
+    launch(kernel, (count, -(-m // tile)), 256,
+           (np.int64(count), np.int32(nc), np.int32(d), np.int32(m), np.int32(tile),
+            cp.ascontiguousarray(m_steps), cp.ascontiguousarray(v_steps), zs),
+           shared_mem=2 * d * tile * item)
+    return zs
+
+
+class _Chunks:
+    """A problem cut into chunks of length c, padded with identity rows."""
+
+    def __init__(self, diag, q, k, log_decay, c):
+        count, n, d = q.shape
+        self.count, self.n, self.c = count, n, c
+        self.nc = max(1, -(-n // c))
+        pad = self.nc * c - n
+        self.diag = self.pad(diag, pad, 1).reshape(count, self.nc, c)
+        self.q = self.pad(q, pad, 0).reshape(count, self.nc, c, d)
+        self.k = self.pad(k, pad, 0).reshape(count, self.nc, c, d)
+        self.log_decay = None
+        real = q.real.dtype
+        if log_decay is None:
+            self.qa, self.kt = self.q, self.k
+            self.last = cp.ones((count, self.nc), dtype=real)
+        else:
+            self.log_decay = self.pad(log_decay, pad, 0).reshape(count, self.nc, c)
+            cum = cp.cumsum(self.log_decay.astype(cp.float64), axis=-1)
+            self.qa = self.q * cp.exp(cum).astype(real)[..., None]
+            self.kt = self.k * cp.exp(cum[..., -1:] - cum).astype(real)[..., None]
+            self.last = cp.exp(cum[..., -1]).astype(real)
+
+    def pad(self, x, pad, value):
+        if pad == 0:
+            return cp.ascontiguousarray(x)
+        widths = [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2)
+        return cp.pad(x, widths, constant_values=value)
+
+    def blocks(self, x):
+        """(count, n, m) → (count, nc, c, m), zero rows appended."""
+        return self.pad(x, self.nc * self.c - self.n, 0).reshape(self.count, self.nc, self.c, -1)
+
+    def block_inverses(self):
+        count, nc, c, d = self.q.shape
+        g = None if self.log_decay is None else self.log_decay.reshape(count * nc, c)
+        inv = block_inverse(self.diag.reshape(count * nc, c), None, self.q.reshape(count * nc, c, d),
+                            self.k.reshape(count * nc, c, d), g, None)
+        return inv.reshape(count, nc, c, c)
+
+    def step_matrices(self, w):
+        """``M_I = last_I·I − K̃_Iᵀ W_I`` (count, nc, d, d)."""
+        d = self.q.shape[-1]
+        steps = -(cp.swapaxes(self.kt, -1, -2) @ w)
+        index = cp.arange(d)
+        steps[..., index, index] += self.last[..., None]
+        return steps
+
+
+def tril_dlr_solve(diag, q, k, b, log_decay, *, chunk=None):
+    """``T x = b`` by chunks (two-pass form, see the module docstring)."""
+    count, n, _ = q.shape
+    m = b.shape[2]
+    out = _empty((count, n, m), b.dtype)
+    if out.size == 0:
+        return out
+    chunks = _Chunks(diag, q, k, log_decay, chunk or _SOLVE_CHUNK)
+    inv = chunks.block_inverses()
+    u = inv @ chunks.blocks(b)
+    if chunks.nc > 1:
+        w = inv @ chunks.qa
+        v = cp.swapaxes(chunks.kt, -1, -2) @ u
+        zs = _state_scan(chunks.step_matrices(w), v)
+        u -= w @ zs
+    out[...] = u.reshape(count, chunks.nc * chunks.c, m)[:, :n]
+    return out
+
+
+def tril_dlr_matmul(diag, q, k, x, log_decay, *, chunk=None):
+    """``T x`` by chunks: the diagonal blocks densely, the rest through the carried state."""
+    count, n, d = q.shape
+    m = x.shape[2]
+    out = _empty((count, n, m), x.dtype)
+    if out.size == 0:
+        return out
+    chunks = _Chunks(diag, q, k, log_decay, chunk or _SOLVE_CHUNK)
+    c = chunks.c
+    lower = cp.tri(c, c, -1, dtype=bool)
+    blocks = chunks.q @ cp.swapaxes(chunks.k, -1, -2)
+    if chunks.log_decay is None:
+        blocks *= lower
+    else:
+        cum = cp.cumsum(chunks.log_decay.astype(cp.float64), axis=-1)
+        gamma = cp.exp(cp.where(lower, cum[..., :, None] - cum[..., None, :], -cp.inf))
+        blocks *= gamma.astype(blocks.real.dtype)
+    index = cp.arange(c)
+    blocks[..., index, index] = chunks.diag
+    xb = chunks.blocks(x)
+    y = blocks @ xb
+    if chunks.nc > 1:
+        eye = cp.zeros((count, chunks.nc, d, d), dtype=x.dtype)
+        eye[..., cp.arange(d), cp.arange(d)] = chunks.last[..., None]
+        zs = _state_scan(eye, cp.swapaxes(chunks.kt, -1, -2) @ xb)
+        y += chunks.qa @ zs
+    out[...] = y.reshape(count, chunks.nc * c, m)[:, :n]
+    return out
+
+
+def tril_dlr_inv(diag, q, k, log_decay, *, chunk=None):
+    """``T⁻¹`` by the chunked block recursion (MATH A5) with cuBLAS products."""
+    count, n, d = q.shape
+    y = cp.zeros((count, n, n), dtype=q.dtype)
+    if y.size == 0:
+        return y
+    chunks = _Chunks(diag, q, k, log_decay, chunk or _INV_CHUNK)
+    c = chunks.c
+    inv = chunks.block_inverses()
+    z = cp.zeros((count, d, n), dtype=q.dtype)
+    for i in range(chunks.nc):
+        s, e = i * c, min(n, (i + 1) * c)
+        size = e - s
+        block = inv[:, i, :size, :size]
+        y[:, s:e, s:e] = block
+        kt_t = cp.swapaxes(chunks.kt[:, i, :size], -1, -2)
+        if s > 0:
+            w = block @ chunks.qa[:, i, :size]
+            y[:, s:e, :s] = -(w @ z[:, :, :s])
+            steps = -(kt_t @ w)
+            steps[:, cp.arange(d), cp.arange(d)] += chunks.last[:, i, None]
+            z[:, :, :s] = steps @ z[:, :, :s]
+        z[:, :, s:e] = kt_t @ block
+    return y
+
+
+def ut_transform(k, beta, log_decay):
+    """One thread block per chunk: ``(I + tril((diag(β) K Kᵀ) ⊙ Γ, -1))⁻¹ diag(β)``."""
+    return block_inverse(None, beta, k, k, log_decay, beta)

@@ -1,0 +1,129 @@
+"""tril on the GPU (CuPy + tril.cu) against float64 CPU references, with poisoned outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from oracles import max_relative_error, tril_dlr_dense_oracle
+from strategies import ALL_DTYPES, eps, random_array
+
+import structla
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture
+def poisoned(monkeypatch, cp):
+    """Every output the GPU path allocates starts as NaN, so an unwritten entry shows."""
+    from structla.tril import _cupy
+
+    def empty(shape, dtype):
+        out = cp.empty(shape, dtype=dtype)
+        out.fill(np.nan)
+        return out
+
+    monkeypatch.setattr(_cupy, "_empty", empty)
+    return _cupy
+
+
+def operands(rng, batch, n, d, dtype, decay):
+    dtype = np.dtype(dtype)
+    diag = (1 + rng.random((*batch, n))) * rng.choice([-1.0, 1.0], (*batch, n))
+    q = random_array(rng, (*batch, n, d), dtype, scale=0.5 / np.sqrt(d))
+    k = random_array(rng, (*batch, n, d), dtype, scale=1 / np.sqrt(d))
+    log_decay = -rng.random((*batch, n)) if decay else None
+    return diag.astype(dtype), q, k, log_decay
+
+
+def to_gpu(cp, *arrays):
+    return [None if a is None else cp.asarray(a) for a in arrays]
+
+
+def dense(diag, q, k, log_decay):
+    out = np.empty(diag.shape + diag.shape[-1:], dtype=np.result_type(diag, q, k, np.float64))
+    for index in np.ndindex(*diag.shape[:-1]):
+        out[index] = tril_dlr_dense_oracle(diag[index], q[index], k[index],
+                                           None if log_decay is None else log_decay[index])
+    return out
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize("n", [1, 7, 64, 65, 300])
+@pytest.mark.parametrize("decay", [False, True])
+def test_solve_matmul_inv_match_cpu(poisoned, cp, dtype, n, decay):
+    rng = np.random.default_rng(n)
+    d, m = 8, 5
+    diag, q, k, log_decay = operands(rng, (2,), n, d, dtype, decay)
+    b = random_array(rng, (2, n, m), dtype)
+    t = dense(diag, q, k, log_decay)
+    gd, gq, gk, gb, gg = to_gpu(cp, diag, q, k, b, log_decay)
+    tol = 200 * n * eps(dtype)
+    for trans, op in (("N", t), ("T", np.swapaxes(t, -1, -2)), ("C", np.swapaxes(t, -1, -2).conj())):
+        x = structla.tril_dlr_solve(gd, gq, gk, gb, trans=trans, log_decay=gg, check_finite=True)
+        assert isinstance(x, cp.ndarray) and x.dtype == np.dtype(dtype)
+        assert max_relative_error(x, np.linalg.solve(op, b)) <= tol, trans
+        y = structla.tril_dlr_matmul(gd, gq, gk, gb, trans=trans, log_decay=gg)
+        assert max_relative_error(y, op @ b) <= tol, trans
+    inv = structla.tril_dlr_inv(gd, gq, gk, log_decay=gg)
+    assert max_relative_error(inv, np.linalg.inv(t)) <= tol
+    dense_gpu = structla.tril_dlr_dense(gd, gq, gk, log_decay=gg)
+    assert max_relative_error(dense_gpu, t) <= tol
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 16, 64, 128])
+def test_chunked_solve_every_chunk_size(poisoned, cp, chunk):
+    rng = np.random.default_rng(chunk)
+    diag, q, k, log_decay = operands(rng, (3,), 200, 6, "float64", True)
+    b = random_array(rng, (3, 200, 4))
+    reference = np.linalg.solve(dense(diag, q, k, log_decay), b)
+    gd, gq, gk, gb, gg = to_gpu(cp, diag, q, k, b, log_decay)
+    x = poisoned.tril_dlr_solve(gd, gq, gk, gb, gg, chunk=chunk)
+    assert max_relative_error(x, reference) <= 1e-12
+    inv = poisoned.tril_dlr_inv(gd, gq, gk, gg, chunk=chunk)
+    assert max_relative_error(inv, np.linalg.inv(dense(diag, q, k, log_decay))) <= 1e-12
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize("c", [16, 32, 64, 128, 40, 200])
+def test_ut_transform_block_sizes(poisoned, cp, dtype, c):
+    rng = np.random.default_rng(c)
+    k = random_array(rng, (4, 3, c, 32), dtype)
+    k /= np.linalg.norm(k, axis=-1, keepdims=True).astype(k.real.dtype)
+    beta = 2 * rng.random((4, 3, c))
+    log_decay = -rng.random((4, 3, c))
+    for g in (None, log_decay):
+        out = structla.ut_transform(cp.asarray(k), cp.asarray(beta.astype(k.real.dtype)),
+                                    log_decay=None if g is None else cp.asarray(g))
+        assert out.dtype == np.dtype(dtype) and out.shape == (4, 3, c, c)
+        system = dense(np.ones((4, 3, c)), beta[..., None] * k, k, g)
+        expected = np.linalg.inv(system) * beta[..., None, :]
+        assert np.abs(cp.asnumpy(out) - expected).max() <= 32 * c * eps(dtype)
+
+
+def test_ut_transform_normalised_keys_identity(cp):
+    """Must show 6 accuracy: ‖(I + A) X − diag(β)‖_max ≤ 1e-5 for float32 64×64 blocks, unit keys."""
+    rng = np.random.default_rng(1)
+    k = rng.standard_normal((512, 64, 64)).astype(np.float32)
+    k /= np.linalg.norm(k, axis=-1, keepdims=True)
+    beta = rng.random((512, 64)).astype(np.float32)
+    x = cp.asnumpy(structla.ut_transform(cp.asarray(k), cp.asarray(beta)))
+    assert x.dtype == np.float32 and np.isfinite(x).all()
+    a = np.tril(beta[..., :, None] * (k.astype(np.float64) @ np.swapaxes(k, -1, -2)), -1)
+    residual = np.abs((np.eye(64) + a) @ x - beta[..., None, :] * np.eye(64)).max()
+    assert residual <= 1e-5
+
+
+def test_gpu_errors_and_edge_cases(cp):
+    with pytest.raises(TypeError, match="different array"):
+        structla.tril_dlr_solve(cp.ones(3), np.ones((3, 1)), cp.ones((3, 1)), cp.ones(3))
+    zero = cp.asarray([1.0, 0.0, 2.0])
+    with pytest.raises(structla.LinAlgError, match="diagonal entry 1"):
+        structla.tril_dlr_solve(zero, cp.ones((3, 1)), cp.ones((3, 1)), cp.ones(3), check_finite=True)
+    empty = structla.tril_dlr_solve(cp.ones((0, 4)), cp.ones((0, 4, 2)), cp.ones((0, 4, 2)),
+                                    cp.ones((0, 4, 3)))
+    assert empty.shape == (0, 4, 3)
+    half = cp.float16
+    x16 = structla.tril_dlr_solve(cp.ones(5, half), cp.ones((5, 1), half), cp.zeros((5, 1), half),
+                                  cp.arange(5, dtype=half))
+    assert x16.dtype == cp.float16
+    np.testing.assert_allclose(cp.asnumpy(x16), np.arange(5))
