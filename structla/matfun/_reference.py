@@ -79,7 +79,9 @@ def _eye_like(n: int, dtype: Any, xp: ModuleType) -> Any:
 
 
 def _frobenius(x: Any, xp: ModuleType) -> Any:
-    """Per-matrix Frobenius norm of a stack ``(count, n, m)``."""
+    """Per-matrix Frobenius norm of a stack ``(count, n, m)`` (float16 summed in float32)."""
+    if x.dtype == np.float16:
+        x = x.astype(np.float32)
     return xp.sqrt(xp.sum((x * x.conj()).real, axis=(-2, -1)))
 
 
