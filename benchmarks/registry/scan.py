@@ -72,6 +72,18 @@ def _torch_peer():
     return run
 
 
+def _copy_inputs(size, xp, dtype):
+    # As many bytes as selective_scan moves at this size: the bandwidth it is judged against.
+    elements = int(_selective_bytes(size) // 8)
+    return xp.ones(elements, dtype=dtype), xp.empty(elements, dtype=dtype)
+
+
+def _copy(inputs):
+    source, target = inputs
+    target[...] = source
+    return target
+
+
 def _lfilter_inputs(size, xp, dtype):
     rng = np.random.default_rng(0)
     a = rng.uniform(0.5, 0.99, (size["rows"], 1))
@@ -138,6 +150,16 @@ CASES = [
         peer_device="gpu",
         x="L", devices=("gpu",), dtypes=("float32",),
         flops=_selective_flops, bytes=_selective_bytes,
+    ),
+    BenchCase(
+        routine="device copy (bandwidth reference for selective_scan)",
+        peer="none",
+        sizes=[{"batch": 8, "D": 1536, "N": 16, "L": 512}, {"batch": 8, "D": 1536, "N": 16, "L": 2048}],
+        setup=_copy_inputs,
+        ours=_copy,
+        peer_fn=None,
+        x="L", devices=("gpu",), dtypes=("float32",),
+        bytes=lambda size: 8 * (_selective_bytes(size) // 8),
     ),
     BenchCase(
         routine="linear_scan",

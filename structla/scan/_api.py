@@ -139,7 +139,7 @@ def _grouped(x: Any, shape: tuple[int, ...], axis: int, xp: Any) -> Any:
             sizes.append(1)
         else:
             sizes.append(math.prod(shape[i] for i in group))
-    return xp.ascontiguousarray(xp.broadcast_to(x.reshape(full), tuple(target))).reshape(sizes)
+    return xp.ascontiguousarray(xp.broadcast_to(x.reshape(full), tuple(target))).reshape(tuple(sizes))
 
 
 def _real_of(dtype: np.dtype) -> np.dtype:
