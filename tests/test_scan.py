@@ -294,6 +294,19 @@ def test_linear_scan_matches_lfilter_and_broadcasts_h0():
     assert max_relative_error(h[..., 2], ref) <= 1e-13
 
 
+@pytest.mark.parametrize("cols", [63, 64, 65, 130])
+def test_linear_scan_column_blocks(cols):
+    """Time on axis 0: the CPU kernel walks columns in blocks of 64 (block boundaries)."""
+    rng = np.random.default_rng(cols)
+    b = rng.standard_normal((3, 40, cols))
+    a = rng.uniform(-1, 1, (40, 1))
+    h0 = rng.standard_normal((3, cols))
+    h = structla.linear_scan(a, b, axis=1, h0=h0, reverse=True)
+    expected = np.moveaxis(linear_scan_loop(np.moveaxis(np.broadcast_to(a, b.shape), 1, -1),
+                                            np.moveaxis(b, 1, -1), h0, True), -1, 1)
+    assert max_relative_error(h, expected) <= 1e-14
+
+
 def test_linear_scan_bad_input_and_inputs_unchanged():
     b = np.arange(12.0).reshape(3, 4)
     b.flags.writeable = False
