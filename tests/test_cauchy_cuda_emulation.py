@@ -1,0 +1,216 @@
+"""cauchy.cu run on the CPU: every CUDA thread of a block is a host thread, ``__syncthreads`` a barrier.
+
+CI has no GPU. Compiling the kernels with nvcc (test_cuda_sources.py) catches syntax and
+template errors, not wrong indexing, tiling, pole chunking or grid-stride loops. Here the
+unmodified kernel source is compiled by the host C++ compiler with the CUDA keywords defined
+as plain C++, launched block by block exactly as ``_cupy.py`` launches it, and every output
+(poisoned with NaN beforehand) is compared with a double-precision sum, with the same error
+bound as tests/test_cauchy.py. The real-GPU tests (``-m gpu``) remain the final word.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from structla._core.cuda import INCLUDE_DIR
+
+CXX = shutil.which("g++") or shutil.which("clang++")
+FAMILY = Path(__file__).resolve().parent.parent / "structla" / "cauchy"
+SOURCE = FAMILY / "cauchy.cu"
+
+
+def _launch_constant(name: str) -> int:
+    """A launch constant of _cupy.py (read from the source: importing it needs CuPy)."""
+    text = (FAMILY / "_cupy.py").read_text(encoding="utf-8")
+    return int(re.search(rf"^{name} = (\d+)$", text, re.MULTILINE).group(1))
+
+HARNESS = r"""
+#include <algorithm>
+#include <barrier>
+#include <cmath>
+#include <complex>
+#include <cstdio>
+#include <limits>
+#include <random>
+#include <thread>
+#include <vector>
+#define __global__
+#define __device__
+#define __host__
+#define __shared__ static  // one block runs at a time, so "static" is per block
+#define __restrict__ __restrict
+struct dim3 { unsigned x = 1, y = 1, z = 1; };
+thread_local dim3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+std::barrier<>* g_barrier;
+inline void __syncthreads() { g_barrier->arrive_and_wait(); }
+using std::min;
+inline void sincos(double x, double* s, double* c) { *s = std::sin(x); *c = std::cos(x); }
+#include CAUCHY_CU
+
+typedef std::complex<double> C;
+const int THREADS = THREADS_PER_BLOCK, NODES = NODES_PER_THREAD_PY;
+
+// Launch like _cupy.py: grid (ceil(L / tile), min(count, cap)), THREADS threads per block.
+template <class F> void launch(int count, int length, int cap, F kernel) {
+    gridDim.x = (length + THREADS * NODES - 1) / (THREADS * NODES);
+    gridDim.y = std::min(count, cap);
+    blockDim.x = THREADS;
+    for (unsigned by = 0; by < gridDim.y; ++by) {
+        for (unsigned bx = 0; bx < gridDim.x; ++bx) {
+            std::barrier<> barrier(THREADS);
+            g_barrier = &barrier;
+            std::vector<std::thread> threads;
+            for (int t = 0; t < THREADS; ++t) {
+                threads.emplace_back([&, t] {
+                    threadIdx.x = t;
+                    blockIdx.x = bx;
+                    blockIdx.y = by;
+                    kernel();
+                });
+            }
+            for (auto& th : threads) th.join();
+        }
+    }
+}
+
+template <class R> double bound(int terms, double scale) {
+    return 4.0 * (terms + 4) * (std::numeric_limits<R>::epsilon() * scale
+                                + std::numeric_limits<R>::min());
+}
+
+template <class T> C host(T a) { return C(a.re, a.im); }
+
+template <class T> void check_cauchy(int count, int n, int length, bool shared, int conj, int cap) {
+    typedef typename sl::real_of<T>::type R;
+    std::mt19937 rng(count * 7 + n + length);
+    std::normal_distribution<double> normal;
+    std::vector<T> v(count * n), w(count * n), z((shared ? 1 : count) * length);
+    std::vector<T> out(count * length, T(NAN, NAN));
+    for (auto& a : v) a = T(normal(rng), normal(rng));
+    for (auto& a : w) a = T(normal(rng), normal(rng));
+    for (auto& a : z) a = T(2 * normal(rng), 2 * normal(rng));
+    const long long stride = shared ? 0 : length;
+    launch(count, length, cap, [&] {
+        cauchy_kernel<T>(v.data(), w.data(), z.data(), stride, out.data(), count, n, length, conj);
+    });
+    double worst = 0;
+    for (int r = 0; r < count; ++r) {
+        for (int l = 0; l < length; ++l) {
+            const C zz = host(z[r * stride + l]);
+            C k = 0;
+            double scale = 0;
+            for (int i = 0; i < n; ++i) {
+                const C vv = host(v[r * n + i]), ww = host(w[r * n + i]);
+                for (int pair = 0; pair <= conj; ++pair) {
+                    const C vp = pair ? std::conj(vv) : vv, wp = pair ? std::conj(ww) : ww;
+                    k += vp / (zz - wp);
+                    scale += std::abs(vp) * (std::abs(zz) + std::abs(wp)) / std::norm(zz - wp);
+                }
+            }
+            const double e = std::abs(host(out[r * length + l]) - k) / bound<R>((1 + conj) * n, scale);
+            worst = std::max(worst, e == e ? e : 1e300);
+        }
+    }
+    std::printf("cauchy %s count=%d n=%d L=%d shared=%d conj=%d ratio=%.3e\n",
+                sizeof(R) == 4 ? "c64" : "c128", count, n, length, shared, conj, worst);
+}
+
+template <class T> void check_vandermonde(int count, int n, int length, bool log, int conj, int cap) {
+    typedef typename sl::real_of<T>::type R;
+    std::mt19937 rng(count * 5 + n + length);
+    std::normal_distribution<double> normal;
+    std::uniform_real_distribution<double> angle(-3.14, 3.14);
+    std::vector<T> v(count * n), step(count * n), out(count * length, T(NAN, NAN));
+    std::vector<R> out_real(count * length, NAN);
+    std::vector<sl::complex<double>> s(count * n);
+    std::vector<C> x(count * n);
+    for (int k = 0; k < count * n; ++k) {
+        v[k] = T(normal(rng), normal(rng));
+        C sk = C(-0.01 * std::abs(normal(rng)), angle(rng));
+        if (k % 5 == 3 && !log) sk = C(-INFINITY, 0);  // the node x = 0
+        x[k] = log ? sk : (std::isinf(sk.real()) ? C(0) : std::exp(sk));
+        s[k] = sl::complex<double>(sk.real(), sk.imag());
+        const double m = std::exp(THREADS * sk.real());  // _cupy.py: step = exp(THREADS s)
+        step[k] = T(m * std::cos(THREADS * sk.imag()), m * std::sin(THREADS * sk.imag()));
+    }
+    launch(count, length, cap, [&] {
+        vandermonde_kernel<T>(v.data(), s.data(), step.data(), out.data(), out_real.data(),
+                              count, n, length, conj);
+    });
+    double worst = 0;
+    for (int r = 0; r < count; ++r) {
+        for (int l = 0; l < length; ++l) {
+            C k = 0;
+            double scale = 0;
+            for (int i = 0; i < n; ++i) {
+                const C xi = x[r * n + i], term = host(v[r * n + i])
+                    * (log ? std::exp(double(l) * xi) : (l == 0 ? C(1) : std::pow(xi, l)));
+                const double sigma = log ? std::abs(xi)
+                                         : (xi == C(0) ? 0.0 : std::abs(std::log(xi)) + 1);
+                k += term;
+                scale += std::abs(term) * (1 + l * sigma);
+            }
+            const double error = conj ? std::abs(out_real[r * length + l] - 2 * k.real())
+                                      : std::abs(host(out[r * length + l]) - k);
+            const double e = error / bound<R>(n, conj ? 2 * scale : scale);
+            worst = std::max(worst, e == e ? e : 1e300);
+        }
+    }
+    std::printf("vandermonde %s count=%d n=%d L=%d log=%d conj=%d ratio=%.3e\n",
+                sizeof(R) == 4 ? "c64" : "c128", count, n, length, log, conj, worst);
+}
+
+int main() {
+    typedef sl::complex<float> F;
+    typedef sl::complex<double> D;
+    for (int conj = 0; conj < 2; ++conj) {
+        check_cauchy<F>(3, 1, 1, false, conj, 65535);
+        check_cauchy<F>(3, 3, 7, true, conj, 65535);
+        check_cauchy<D>(2, 31, 513, false, conj, 65535);
+        check_cauchy<D>(2, 300, 1000, true, conj, 65535);  // two pole chunks
+        check_cauchy<F>(5, 2, 3, false, conj, 2);          // grid-stride loop over rows
+        check_cauchy<F>(1, 0, 9, false, conj, 65535);      // no poles: zeros
+    }
+    for (int log = 0; log < 2; ++log) {
+        for (int conj = 0; conj < 2; ++conj) {
+            check_vandermonde<F>(3, 1, 1, log, conj, 65535);
+            check_vandermonde<F>(2, 7, 1500, log, conj, 65535);
+            check_vandermonde<D>(2, 300, 700, log, conj, 65535);
+            check_vandermonde<D>(5, 2, 3, log, conj, 2);
+        }
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def emulation_output(tmp_path_factory):
+    if CXX is None:
+        pytest.skip("no host C++ compiler")
+    work = tmp_path_factory.mktemp("cuda_emulation")
+    harness = work / "harness.cpp"
+    harness.write_text(HARNESS.replace("THREADS_PER_BLOCK", str(_launch_constant("THREADS")))
+                       .replace("NODES_PER_THREAD_PY", str(_launch_constant("NODES_PER_THREAD"))))
+    binary = work / "harness"
+    build = subprocess.run(
+        [CXX, "-O1", "-std=c++20", "-w", f"-I{INCLUDE_DIR}", f"-DCAUCHY_CU=\"{SOURCE}\"",
+         "-o", str(binary), str(harness), "-lpthread"], capture_output=True, text=True)
+    if build.returncode != 0 and "barrier" in build.stderr:
+        pytest.skip("host C++ compiler without C++20 <barrier>")
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run([str(binary)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.splitlines()
+
+
+def test_emulated_kernels_match_double_precision_sums(emulation_output):
+    ratios = [(line, float(re.search(r"ratio=(\S+)", line).group(1))) for line in emulation_output]
+    assert len(ratios) == 28
+    bad = [line for line, ratio in ratios if not ratio <= 1.0]
+    assert not bad, "error above the bound (or an unwritten NaN entry):\n" + "\n".join(bad)
