@@ -20,9 +20,11 @@ import scipy.linalg
 from .._core.errors import LinAlgError
 from .._core.jit import kernel, prange
 
-# Below this many flops per row (d·m) the row recursion beats the chunked BLAS form:
-# the chunked form also pays O(c·(d + m)) per row for the diagonal blocks.
-_CHUNKED_MIN_DM = 1024
+# From this state size (d·m entries, 512 KiB in float64) the state no longer stays in the
+# core's cache during the row recursion and the chunked BLAS form takes over; below it the
+# recursion wins on the 2-core development machine (the chunked form also pays O(c·(d + m))
+# per row for the diagonal blocks, and per-chunk call overhead).
+_CHUNKED_MIN_DM = 256 * 256
 # Chunk lengths: solves keep the extra per-row work c·(d + m) small against d·m; the
 # inverse wants long chunks, since its state update costs d²/c per entry of T⁻¹.
 _SOLVE_CHUNK = 64

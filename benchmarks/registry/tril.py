@@ -1,0 +1,199 @@
+"""tril: diagonal + low-rank triangular solves, inverses and UT transforms against the dense route.
+
+Problems are gated DeltaNet systems (MATH F3–F4): λ = 1, unit keys, Q = diag(β) K with
+β ∈ [0, 1), log-gates in [-0.1, 0]; their inverses stay bounded, so every peer computes the
+same well-defined answer. Peers get the dense T prebuilt (its construction is not timed):
+
+* CPU: ``scipy.linalg.solve_triangular`` (default arguments) and LAPACK ``dtrtri``;
+  ``numpy.linalg.inv`` for batches of UT blocks.
+* GPU: ``torch.linalg.solve_triangular`` on the dense T; fla's ``solve_tril`` on the
+  strictly lower ``A = tril(diag(β) K Kᵀ, -1)`` in its ``[B, T, H, BT]`` layout (both only
+  when importable: the case's peer is ``None`` otherwise).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import numpy as np
+import scipy.linalg
+
+import structla
+
+from ..case import BenchCase
+
+#: Dense peers are skipped above this n (n = 32768 would need 8 GiB for T alone).
+DENSE_MAX_N = 16384
+
+
+def _deltanet(rng, batch, n, d):
+    k = rng.standard_normal((*batch, n, d))
+    k /= np.linalg.norm(k, axis=-1, keepdims=True)
+    beta = rng.random((*batch, n))
+    return np.ones((*batch, n)), beta[..., None] * k, k, beta, -0.1 * rng.random((*batch, n))
+
+
+def _dense_rows(diag, q, k, log_decay, rows=1024):
+    """The dense float64 T, built a block of rows at a time (peak memory ≈ T itself)."""
+    n = diag.shape[-1]
+    t = np.zeros((n, n))
+    g = np.cumsum(log_decay)
+    for s in range(0, n, rows):
+        e = min(n, s + rows)
+        block = q[s:e] @ k[:e].T
+        exponent = g[s:e, None] - g[None, :e]
+        lower = np.arange(s, e)[:, None] > np.arange(e)[None, :]
+        block *= np.where(lower, np.exp(np.where(lower, exponent, 0.0)), 0.0)
+        block[np.arange(e - s), np.arange(s, e)] = diag[s:e]
+        t[s:e, :e] = block
+    return t
+
+
+def _solve_setup(size, xp, dtype):
+    rng = np.random.default_rng(0)
+    n, d, m = size["n"], size["d"], size["m"]
+    diag, q, k, _, g = _deltanet(rng, (), n, d)
+    b = rng.standard_normal((n, m))
+    inputs = {name: xp.asarray(a, dtype=dtype) for name, a in
+              (("diag", diag), ("q", q), ("k", k), ("b", b), ("g", g))}
+    if n <= DENSE_MAX_N:
+        inputs["dense"] = _dense_rows(diag, q, k, g).astype(dtype)
+    return inputs
+
+
+def _solve(inputs):
+    return structla.tril_dlr_solve(inputs["diag"], inputs["q"], inputs["k"], inputs["b"],
+                                   log_decay=inputs["g"])
+
+
+def _scipy_solve(inputs):
+    return scipy.linalg.solve_triangular(inputs["dense"], inputs["b"], lower=True)
+
+
+def _inv_setup(size, xp, dtype):
+    return _solve_setup({**size, "m": 1}, xp, dtype)
+
+
+def _inv(inputs):
+    return structla.tril_dlr_inv(inputs["diag"], inputs["q"], inputs["k"], log_decay=inputs["g"])
+
+
+def _dtrtri(inputs):
+    return scipy.linalg.lapack.dtrtri(inputs["dense"], lower=1)[0]
+
+
+def _ut_setup(size, xp, dtype):
+    """``blocks`` chunks of ``C`` keys in fla's layout: B × T × H with T = blocks·C/(B·H)."""
+    rng = np.random.default_rng(0)
+    blocks, c, d = size["blocks"], size["C"], size["d"]
+    _, _, k, beta, _ = _deltanet(rng, (blocks,), c, d)
+    a = np.tril(beta[..., :, None] * (k @ np.swapaxes(k, -1, -2)), -1)
+    return {"k": xp.asarray(k, dtype=dtype), "beta": xp.asarray(beta, dtype=dtype),
+            "system": np.eye(c) + a, "beta64": beta, "a": a, "B": size.get("B", 1),
+            "H": size.get("H", 1)}
+
+
+def _ut(inputs):
+    return structla.ut_transform(inputs["k"], inputs["beta"])
+
+
+def _numpy_inv(inputs):
+    return np.linalg.inv(inputs["system"]) * inputs["beta64"][..., None, :]
+
+
+def _has(module):
+    return importlib.util.find_spec(module) is not None
+
+
+def _torch():
+    return importlib.import_module("torch") if _has("torch") else None
+
+
+def _fla_solve_tril():
+    """fla's ``solve_tril`` (its module moved between releases)."""
+    for module in ("fla.ops.utils.solve_tril", "fla.ops.utils", "fla.ops.common.solve_tril"):
+        try:
+            return importlib.import_module(module).solve_tril
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError("fla is installed but has no solve_tril in the known modules")
+
+
+def _gpu_ut_setup(size, xp, dtype):
+    inputs = _ut_setup(size, xp, dtype)
+    torch = _torch()
+    if torch is not None:
+        b, h, c = inputs["B"], inputs["H"], size["C"]
+        t = size["blocks"] * c // (b * h)
+        # fla layout [B, T, H, BT]: block (b, chunk, h) holds rows chunk·C … of head h.
+        a = inputs["a"].reshape(b, t // c, h, c, c).transpose(0, 1, 3, 2, 4).reshape(b, t, h, c)
+        inputs["fla_a"] = torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device="cuda")
+    return inputs
+
+
+def _fla_peer(inputs):
+    return _fla_solve_tril()(inputs["fla_a"])
+
+
+def _gpu_solve_setup(size, xp, dtype):
+    rng = np.random.default_rng(0)
+    batch, n, d, m = size["batch"], size["n"], size["d"], size["m"]
+    diag, q, k, _, g = _deltanet(rng, (batch,), n, d)
+    b = rng.standard_normal((batch, n, m))
+    inputs = {name: xp.asarray(a, dtype=dtype) for name, a in
+              (("diag", diag), ("q", q), ("k", k), ("b", b), ("g", g))}
+    torch = _torch()
+    if torch is not None:
+        dense = structla.tril_dlr_dense(inputs["diag"], inputs["q"], inputs["k"], log_decay=inputs["g"])
+        inputs["torch_t"] = torch.from_dlpack(dense)
+        inputs["torch_b"] = torch.from_dlpack(inputs["b"])
+    return inputs
+
+
+def _torch_solve(inputs):
+    import torch
+
+    return torch.linalg.solve_triangular(inputs["torch_t"], inputs["torch_b"], upper=False)
+
+
+CASES = [
+    BenchCase(
+        routine="tril_dlr_solve", peer="scipy.linalg.solve_triangular (dense T)",
+        sizes=[{"n": n, "d": 64, "m": 64} for n in (1024, 2048, 4096, 8192, 16384, 32768, 65536)],
+        setup=_solve_setup, ours=_solve, peer_fn=_scipy_solve, devices=("cpu",),
+        flops=lambda s: 4.0 * s["n"] * s["d"] * s["m"],
+        bytes=lambda s: 8.0 * s["n"] * (2 * s["d"] + 2 * s["m"] + 2),
+        peer_limit=lambda s: s["n"] <= DENSE_MAX_N,
+    ),
+    BenchCase(
+        routine="tril_dlr_inv", peer="LAPACK dtrtri (dense T)",
+        sizes=[{"n": n, "d": 64} for n in (512, 1024, 2048, 4096)],
+        setup=_inv_setup, ours=_inv, peer_fn=_dtrtri, devices=("cpu",),
+        flops=lambda s: 2.0 * s["d"] * s["n"] ** 2, bytes=lambda s: 8.0 * s["n"] ** 2,
+    ),
+    BenchCase(
+        routine="ut_transform", peer="numpy.linalg.inv (I + A, float64)",
+        sizes=[{"blocks": b, "C": 64, "d": 64} for b in (64, 256, 1024, 4096)], x="blocks",
+        setup=_ut_setup, ours=_ut, peer_fn=_numpy_inv, devices=("cpu",), dtypes=("float32",),
+        flops=lambda s: 2.0 * s["blocks"] * s["C"] ** 2 * s["d"],
+        bytes=lambda s: 4.0 * s["blocks"] * s["C"] * (s["C"] + s["d"] + 1),
+    ),
+    BenchCase(
+        routine="ut_transform", peer="fla solve_tril (A prebuilt)",
+        sizes=[{"blocks": 8192, "C": 64, "d": 64, "B": 8, "H": 16},
+               {"blocks": 8192, "C": 64, "d": 128, "B": 8, "H": 16}], x="blocks",
+        setup=_gpu_ut_setup, ours=_ut, peer_fn=_fla_peer if _has("fla") else None,
+        peer_device="gpu", devices=("gpu",), dtypes=("float32",),
+        flops=lambda s: 2.0 * s["blocks"] * s["C"] ** 2 * s["d"],
+        bytes=lambda s: 4.0 * s["blocks"] * s["C"] * (s["C"] + s["d"] + 1),
+    ),
+    BenchCase(
+        routine="tril_dlr_solve", peer="torch.linalg.solve_triangular (dense T)",
+        sizes=[{"batch": 64, "n": 1024, "d": 128, "m": 128}, {"batch": 64, "n": 4096, "d": 128, "m": 128}],
+        setup=_gpu_solve_setup, ours=_solve, peer_fn=_torch_solve if _has("torch") else None,
+        peer_device="gpu", devices=("gpu",), dtypes=("float32",),
+        flops=lambda s: 4.0 * s["batch"] * s["n"] * s["d"] * s["m"],
+        bytes=lambda s: 4.0 * s["batch"] * s["n"] * (2 * s["d"] + 2 * s["m"] + 2),
+    ),
+]
