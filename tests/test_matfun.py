@@ -160,6 +160,17 @@ def test_msign_float64_reaches_1e10_up_to_cond_1e6(shape, cond):
     assert info.converged and info.error_estimate < 1e-13
 
 
+@pytest.mark.parametrize("cond", [1e7, 1e8])
+def test_msign_does_not_stop_while_small_singular_values_grow(cond):
+    # a singular value s ≪ 1 hides in the defect (it adds only s²): the stopping
+    # rule must keep iterating until every σ ≥ 0.1·√eps·‖M‖_F has reached 1
+    M = matrix_with_condition(np.random.default_rng(0), 64, cond)
+    X = msign(M)
+    s = np.linalg.svd(X, compute_uv=False)
+    assert np.abs(s - 1).max() < 1e-12
+    assert spectral_error(X, svd_polar(M)) <= 100 * cond * eps("float64")
+
+
 @given(seed=seeds(), n=st.sampled_from([1, 2, 7, 16]), m=st.sampled_from([1, 3, 7, 20]),
        dtype=st.sampled_from(ALL_DTYPES), batch=st.sampled_from([(), (2,), (2, 1)]))
 def test_msign_matches_svd_property(seed, n, m, dtype, batch):
@@ -564,7 +575,7 @@ def test_gpu_msign_matches_cpu(cp, dtype):
 @pytest.mark.gpu
 def test_gpu_msign_batched_small_and_fixed_steps(cp):
     rng = np.random.default_rng(31)
-    M = rng.standard_normal((256, 32, 32)).astype(np.float32)
+    M = np.stack([matrix_with_condition(rng, 32, 10.0, "float32") for _ in range(256)])
     X = msign(cp.asarray(M), steps=5, coeffs="muon")
     np.testing.assert_allclose(cp.asnumpy(X), msign(M, steps=5, coeffs="muon"), atol=1e-4)
     X16 = msign(cp.asarray(M[:4]), compute_dtype="float16", tol=1e-2)
@@ -589,10 +600,14 @@ def test_gpu_mcsgn_sqrtm_polar_mclip_vjp(cp):
     for variant in ("v1", "v2", "v3", "leloykun"):
         np.testing.assert_allclose(cp.asnumpy(mclip(cp.asarray(3 * A), 0.5, 2.0, variant=variant)),
                                    svd_clip(3 * A, 0.5, 2.0), atol=1e-10)
-    G = rng.standard_normal((6, 6))
-    Ms = matrix_with_condition(rng, 6, 10.0)
+    G = rng.standard_normal((2, 6, 6))
+    Ms = np.stack([matrix_with_condition(rng, 6, 10.0) for _ in range(2)])
+    expected = msign_vjp(Ms, G)
     np.testing.assert_allclose(cp.asnumpy(msign_vjp(cp.asarray(Ms), cp.asarray(G), method="svd")),
-                               msign_vjp(Ms, G), atol=1e-10)
+                               expected, atol=1e-10)
+    # default on the GPU: Newton–Schulz msign + structla.solve_sylvester
+    np.testing.assert_allclose(cp.asnumpy(msign_vjp(cp.asarray(Ms), cp.asarray(G))), expected,
+                               atol=1e-8)
 
 
 @pytest.mark.gpu

@@ -367,10 +367,11 @@ def msign(M: Any, *, steps: int | None = None, coeffs: Any = "polar_express",
     maps every singular value by the scalar polynomial and leaves the singular vectors
     alone; zero singular values stay zero. Convergence is checked with the defect
     ``‖YY − Y‖_F`` of the current iterate, turned into a bound after the next step
-    through the scalar map. With ``steps=None`` the named tables run their designed
-    rows and then the maximally flat quintic ``(15/8, −10/8, 3/8)``, which converges
-    cubically. Singular values below ≈ √(tol)·‖M‖_F/100 are too small for the defect
-    to see and may be returned unconverged (treated as zero).
+    through the scalar map; the iteration does not stop while a singular value with
+    ``σ ≥ 0.1·√eps·‖M‖_F`` could still be far from 1 (see the family's documentation).
+    Smaller singular values are the numerical-rank cutoff and may be returned
+    unconverged. With ``steps=None`` the named tables run their designed rows and then
+    the maximally flat quintic ``(15/8, −10/8, 3/8)``, which converges cubically.
 
     Cost per step (k ≤ K the sides): ``4k²K + 2k³`` flops (standard), ``8k³`` (Gram,
     plus ``4k²K`` per restart). The exact path costs one SVD.

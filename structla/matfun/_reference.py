@@ -116,18 +116,32 @@ def _safe_divide(X: Any, norm: Any, xp: ModuleType) -> Any:
     return X / norm[:, None, None].astype(X.dtype)
 
 
-def _run(step, table: np.ndarray, *, tol: float, adaptive: bool, check_every: int) -> Outcome:
+def _run(step, table: np.ndarray, *, tol: float, adaptive: bool, check_every: int,
+         slope: float, rcond: float | None = None) -> Outcome:
     """Apply ``step(row, measure)`` for each row of ``table``; stop early when converged.
 
-    ``step`` returns the defect of the iterate *before* the step (a device array of
-    per-matrix values) when ``measure`` is true. Reading it is the only host sync.
+    ``step`` returns the Frobenius defect of the iterate *before* the step (a device
+    array of per-matrix values) when ``measure`` is true; reading it is the only host
+    synchronisation. ``defect / slope`` bounds ``|s − 1|`` for the values near 1.
+
+    With ``rcond`` (msign, where zero singular values are legitimate) a small defect
+    is ambiguous: a singular value s ≪ 1 adds only ≈ s² to it. Every s₀ ≥ rcond has
+    grown to at least ``φ_t(rcond)`` (the scalar map of the rows applied so far) while
+    it is below 1/2, adding ≥ 0.75·φ_t(rcond)²; a smaller defect proves there is no
+    such unconverged value, and only then may the iteration stop.
     """
     out = Outcome()
+    smallest = rcond
     for t, row in enumerate(table):
         fixed_point = abs(float(row[0] + row[1] + row[2]) - 1.0)
         measure = adaptive and fixed_point <= tol and (t + 1) % check_every == 0
         defect = step(row, measure)
         out.iterations = t + 1
+        visible = True
+        if smallest is not None:
+            visible_floor = 0.75 * min(smallest, 0.5) ** 2
+            a, b, c = (float(v) for v in row)
+            smallest = smallest * (a + smallest**2 * (b + c * smallest**2))
         if defect is None:
             continue
         value = float(defect.max()) if defect.size else 0.0
@@ -135,8 +149,10 @@ def _run(step, table: np.ndarray, *, tol: float, adaptive: bool, check_every: in
         if not np.isfinite(value):
             out.diverged = True
             return out
-        out.predicted = predicted_error(row, value)
-        if out.predicted <= tol:
+        if rcond is not None:
+            visible = value < visible_floor
+        out.predicted = predicted_error(row, value / slope)
+        if visible and out.predicted <= tol:
             out.converged = True
             return out
     return out
@@ -154,7 +170,7 @@ def _msign_standard(X: Any, table: np.ndarray, xp: ModuleType, **run: Any) -> tu
         X = state["X"]
         Y = X @ X.conj().swapaxes(-1, -2)
         Y2 = Y @ Y if (row[2] != 0 or measure) else None
-        defect = _frobenius(Y2 - Y, xp) / _MSIGN_SLOPE if measure else None
+        defect = _frobenius(Y2 - Y, xp) if measure else None
         state["X"] = _poly_matrix(row, Y, Y2, eye) @ X
         return defect
 
@@ -179,7 +195,7 @@ def _msign_gram(X: Any, table: np.ndarray, xp: ModuleType, restart: int,
             state.update(X0=X, Q=None, R=X @ X.conj().swapaxes(-1, -2), since=0)
         Y = state["R"]
         Y2 = Y @ Y
-        defect = _frobenius(Y2 - Y, xp) / _MSIGN_SLOPE if measure else None
+        defect = _frobenius(Y2 - Y, xp) if measure else None
         H = _poly_matrix(row, Y, Y2, eye)
         state["Q"] = H if state["Q"] is None else H @ state["Q"]
         state["R"] = (H @ Y) @ H
@@ -203,7 +219,9 @@ def msign(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: boo
     tall = M.shape[-2] > M.shape[-1]
     X = _scaled(M.conj().swapaxes(-1, -2) if tall else M, cdt, xp := _xp(M))
     X = _safe_divide(X, _frobenius(X, xp), xp)
-    run = {"tol": tol, "adaptive": adaptive, "check_every": check_every}
+    # singular values below rcond·‖M‖_F may stay unconverged (see _run)
+    run = {"tol": tol, "adaptive": adaptive, "check_every": check_every,
+           "slope": _MSIGN_SLOPE, "rcond": 0.1 * float(np.sqrt(np.finfo(cdt).eps))}
     if method == "gram":
         X, outcome = _msign_gram(X, table, xp, restart, **run)
     else:
@@ -354,12 +372,13 @@ def mcsgn(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: boo
     def step(row, measure):
         X = state["X"]
         Y = X @ X
-        defect = _frobenius(Y - eye, xp) / _SIGN_SLOPE if measure else None
+        defect = _frobenius(Y - eye, xp) if measure else None
         Y2 = Y @ Y if row[2] != 0 else None
         state["X"] = _poly_matrix(row, Y, Y2, eye) @ X
         return defect
 
-    outcome = _run(step, table, tol=tol, adaptive=adaptive, check_every=check_every)
+    outcome = _run(step, table, tol=tol, adaptive=adaptive, check_every=check_every,
+                   slope=_SIGN_SLOPE)
     return state["X"], outcome
 
 
@@ -384,13 +403,14 @@ def coupled_sqrt(C: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adapti
 
     def step(row, measure):
         Y = state["A"] @ state["B"]
-        defect = _frobenius(Y - eye, xp) / _SIGN_SLOPE if measure else None
+        defect = _frobenius(Y - eye, xp) if measure else None
         H = _poly_matrix(row, Y, Y @ Y if row[2] != 0 else None, eye)
         state["A"] = H @ state["A"]
         state["B"] = state["B"] @ H
         return defect
 
-    outcome = _run(step, table, tol=tol, adaptive=adaptive, check_every=check_every)
+    outcome = _run(step, table, tol=tol, adaptive=adaptive, check_every=check_every,
+                   slope=_SIGN_SLOPE)
     # undo the power-of-two scaling: sqrt(2^e C) = 2^{e/2} sqrt(C)
     root = xp.sqrt(scale.astype(np.float64)).astype(cdt.type(0).real.dtype)[:, None, None]
     return state["A"] / root.astype(cdt), state["B"] * root.astype(cdt), outcome
