@@ -41,7 +41,8 @@ def _fit(g: Any, like: Any, xp: Any) -> Any:
         g = g.sum(axis=axes, keepdims=True)
     if _real_input(like) and np.dtype(g.dtype).kind == "c":
         g = g.real
-    return xp.ascontiguousarray(g.astype(like.dtype, copy=False))
+    # ascontiguousarray promotes 0-d to 1-d: reshape back (a scalar step dt has shape ())
+    return xp.ascontiguousarray(g.astype(like.dtype, copy=False)).reshape(shape)
 
 
 def _conj(x: Any) -> Any:
