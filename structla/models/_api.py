@@ -69,12 +69,13 @@ def _prepare(q: Any, k: Any, v: Any, beta: Any, log_alpha: Any, h0: Any, check_f
         if gates is not None and gates.size and bool((xp.isnan(gates) | (gates == xp.inf)).any()):
             raise ValueError("argument 'log_alpha' must not contain NaN or +inf (-inf is allowed: a "
                              "full reset; pass check_finite=False to skip this check)")
+    cores = {"q": 2, "k": 2, "v": 2, "beta": 1, "log_alpha": 2 if per_key else 1, "h0": 2}
     flat: dict[str, Any] = {}
     for name, x in arrays.items():
         if x is None:
             flat[name] = None
             continue
-        core = x.ndim - len(batch.shape)
+        core = cores[name]
         flat[name] = xp.ascontiguousarray(batch.flatten(x, core, xp), dtype=work)
     if flat["log_alpha"] is not None:
         flat["log_alpha"] = xp.maximum(flat["log_alpha"], work.type(LOG_GATE_FLOOR))
