@@ -174,7 +174,11 @@ def vandermonde(v: Any, x: Any, length: int, *, log: bool = False, conj_pairs: b
     evaluated directly in double precision (magnitude ``exp(l·Re s)``, angle
     ``l·Im s`` reduced in double). Every term is one complex product of two
     correctly rounded factors, so the error does not grow with ``l``: a few ulps of
-    ``Σ_i |v_i| |x_i|^l``. Time O(batch·N·length), extra memory O(N·block) per thread.
+    ``Σ_i |v_i| |x_i|^l`` in complex64. In complex128 add ``eps·l·|s_i|``, the condition of
+    ``exp(l·s)`` with respect to ``s`` (NumPy's ``exp(l * x)`` has the same error). The GPU
+    kernel re-anchors each thread at its first node and multiplies by ``exp(128·s_i)`` for its
+    other three nodes (at most 4 factors). Time O(batch·N·length), extra memory O(N·block) per
+    thread.
 
     Examples
     --------
