@@ -9,6 +9,12 @@
 
 // structla-dtypes: float32 float64 complex64 complex128
 
+// Dynamic shared memory of the block (a macro so that tests/test_tril_cuda_emulation.py can
+// run these kernels as host C++ with one host thread per CUDA thread).
+#ifndef STRUCTLA_DYNAMIC_SHARED
+#define STRUCTLA_DYNAMIC_SHARED(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
+
 template <typename T>
 __global__ void tril_block_inv(long long nblocks, int C, int d, int mode,
                                const T* __restrict__ diag,      // (nblocks, C) or null: ones
@@ -21,7 +27,7 @@ __global__ void tril_block_inv(long long nblocks, int C, int d, int mode,
                                T* __restrict__ work) {          // (nblocks, C, C) when mode == 2
     // mode 0: A and Y in shared memory; 1: A in shared, Y in out; 2: A in work, Y in out.
     typedef typename sl::real_of<T>::type R;
-    extern __shared__ __align__(16) unsigned char smem[];
+    STRUCTLA_DYNAMIC_SHARED(smem);
     const long long b = blockIdx.x;
     if (b >= nblocks) return;
     const long long CC = (long long)C * C;
@@ -85,7 +91,7 @@ __global__ void tril_state_scan(long long nseq, int nc, int d, int m, int tile,
                                 const T* __restrict__ M,   // (nseq, nc, d, d)
                                 const T* __restrict__ V,   // (nseq, nc, d, m)
                                 T* __restrict__ Zs) {      // (nseq, nc, d, m): state entering chunk I
-    extern __shared__ __align__(16) unsigned char smem[];
+    STRUCTLA_DYNAMIC_SHARED(smem);
     T* Z = reinterpret_cast<T*>(smem);
     T* Zn = Z + (long long)d * tile;
     const long long s = blockIdx.x;
