@@ -76,7 +76,9 @@ template <class F> void launch(unsigned gx, unsigned gy, int threads, size_t sha
     }
 }
 
-template <class T> double eps() { typedef typename sl::real_of<T>::type R; return std::numeric_limits<R>::epsilon(); }
+template <class T> double eps() {
+    return std::numeric_limits<typename sl::real_of<T>::type>::epsilon();
+}
 
 // One configuration of the block inverse in one memory mode; prints the error ratio.
 template <class T> void check_block_inv(int nb, int c, int d, int mode, bool has_diag, bool ut, bool decay) {
@@ -87,16 +89,22 @@ template <class T> void check_block_inv(int nb, int c, int d, int mode, bool has
     const bool cplx = sizeof(T) == 2 * sizeof(R);
     std::vector<T> diag(nb * c), scale(nb * c), q(nb * c * d), k(nb * c * d);
     std::vector<R> logd(nb * c);
-    for (auto& a : diag) a = make<T>((1 + uni(rng)) * (uni(rng) < 0.5 ? -1 : 1), cplx ? 0.3 * normal(rng) : 0);
+    for (auto& a : diag) {
+        a = make<T>((1 + uni(rng)) * (uni(rng) < 0.5 ? -1 : 1), cplx ? 0.3 * normal(rng) : 0);
+    }
     for (auto& a : scale) a = make<T>(2 * uni(rng), 0);
-    for (auto& a : q) a = make<T>(0.5 * normal(rng) / std::sqrt(d), cplx ? 0.5 * normal(rng) / std::sqrt(d) : 0);
+    const double sd = std::sqrt(d);
+    for (auto& a : q) a = make<T>(0.5 * normal(rng) / sd, cplx ? 0.5 * normal(rng) / sd : 0);
     for (auto& a : k) a = make<T>(normal(rng) / std::sqrt(d), cplx ? normal(rng) / std::sqrt(d) : 0);
     for (auto& a : logd) a = -uni(rng);
     if (ut) {  // unit keys, q = k: the UT transform
         for (int b = 0; b < nb * c; ++b) {
             double norm = 0;
             for (int r = 0; r < d; ++r) norm += std::norm(host(k[b * d + r]));
-            for (int r = 0; r < d; ++r) { k[b * d + r] = k[b * d + r] * R(1 / std::sqrt(norm)); q[b * d + r] = k[b * d + r]; }
+            for (int r = 0; r < d; ++r) {
+                k[b * d + r] = k[b * d + r] * R(1 / std::sqrt(norm));
+                q[b * d + r] = k[b * d + r];
+            }
         }
     }
     std::vector<T> out(nb * c * c, make<T>(NAN, NAN)), work(mode == 2 ? nb * c * c : 0, make<T>(NAN, NAN));
@@ -137,7 +145,8 @@ template <class T> void check_block_inv(int nb, int c, int d, int mode, bool has
             }
         }
         for (int idx = 0; idx < c * c; ++idx) {
-            const double e = std::abs(host(out[b * c * c + idx]) - y[idx]) / (64.0 * (c + d) * eps<T>() * big);
+            const double e = std::abs(host(out[b * c * c + idx]) - y[idx])
+                             / (64.0 * (c + d) * eps<T>() * big);
             worst = std::max(worst, e == e ? e : 1e300);
         }
     }
@@ -150,7 +159,8 @@ template <class T> void check_state_scan(int nseq, int nc, int d, int m) {
     std::normal_distribution<double> normal;
     const bool cplx = sizeof(T) == 2 * sizeof(typename sl::real_of<T>::type);
     std::vector<T> M(nseq * nc * d * d), V(nseq * nc * d * m), Z(nseq * nc * d * m, make<T>(NAN, NAN));
-    for (auto& a : M) a = make<T>(0.5 * normal(rng) / std::sqrt(d), cplx ? 0.3 * normal(rng) / std::sqrt(d) : 0);
+    const double sd = std::sqrt(d);
+    for (auto& a : M) a = make<T>(0.5 * normal(rng) / sd, cplx ? 0.3 * normal(rng) / sd : 0);
     for (auto& a : V) a = make<T>(normal(rng), cplx ? normal(rng) : 0);
     const int tile = std::min<long>(std::min(32, m), (48 * 1024) / (2 * d * long(sizeof(T))));
     launch(nseq, (m + tile - 1) / tile, 256, 2 * size_t(d) * tile * sizeof(T), [&] {
@@ -164,7 +174,8 @@ template <class T> void check_state_scan(int nseq, int nc, int d, int m) {
             double big = 0;
             for (int idx = 0; idx < d * m; ++idx) big = std::max(big, std::abs(z[idx]));
             for (int idx = 0; idx < d * m; ++idx) {
-                const double e = std::abs(host(Z[ch * d * m + idx]) - z[idx]) / (64.0 * (d + 1) * (I + 1) * eps<T>() * (big + 1));
+                const double e = std::abs(host(Z[ch * d * m + idx]) - z[idx])
+                                 / (64.0 * (d + 1) * (I + 1) * eps<T>() * (big + 1));
                 worst = std::max(worst, e == e ? e : 1e300);
             }
             for (int r = 0; r < d; ++r) {
