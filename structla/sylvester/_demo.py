@@ -13,16 +13,16 @@ from ._api import solve_lyapunov, solve_sylvester
 
 def half_plane_matrix(rng: np.random.Generator, n: int, batch: tuple[int, ...] = (),
                       sign: float = 1.0) -> np.ndarray:
-    """Non-normal ``Q(D + N)Qᵀ`` with eigenvalues ``sign·[0.5, 5]``, N strictly upper, ‖N‖_F ≈ n/2.
+    """Non-normal ``Q(D + N)Qᵀ``: eigenvalues ``sign·[0.5, 5]``, N strictly upper, entries ~ 1/√n.
 
     The benchmark matrices: spectra in one half-plane (where the sign method applies),
-    eigenvectors far from orthogonal, condition numbers of a few hundred.
+    a departure from normality ‖N‖_F ≈ √(n/2) comparable to ‖D‖_F.
     """
     count = int(np.prod(batch))
     out = np.empty((count, n, n))
     for i in range(count):
         q, _ = np.linalg.qr(rng.standard_normal((n, n)))
-        t = np.diag(sign * rng.uniform(0.5, 5.0, n)) + np.triu(rng.standard_normal((n, n)), 1) / 2
+        t = np.diag(sign * rng.uniform(0.5, 5.0, n)) + np.triu(rng.standard_normal((n, n)), 1) / np.sqrt(n)
         out[i] = q @ t @ q.T
     return out.reshape(*batch, n, n)
 

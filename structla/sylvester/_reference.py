@@ -28,6 +28,10 @@ __all__ = ["backward_error", "sign_iteration", "sylvester_schur", "sylvester_sig
 #: Matrices, §5.5).
 SCALING_OFF = 1e-2
 
+#: On the CPU, scaled Newton runs until its relative update is below this; the last one
+#: or two steps are Newton–Schulz (an inverse costs about four matrix products there).
+NS_SWITCH_CPU = 1e-2
+
 
 def _fro(x: Any, xp: ModuleType) -> Any:
     """Frobenius norm of each matrix of a stack, as a real ``(count,)`` array."""
@@ -124,7 +128,7 @@ def sign_iteration(A: Any, B: Any | None, C: Any, xp: ModuleType, *, tol: float,
             B1 = _ct(A1, xp) if lyap else (3 * Bk - Bk @ R) / 2
             # The residual ‖Z² − I‖ is measured before this step; the step squares it.
             now_done = ~done & finite & (res <= root_tol)
-            stalled = ~done & finite & (res < 1e-2) & (res > delta / 2)
+            stalled = ~done & finite & (res < 1e-3) & (res > delta / 2)
             delta = xp.where(done, delta, res)
         keep = done[:, None, None]
         Ak = xp.where(keep, Ak, A1)
@@ -178,9 +182,9 @@ def separation_estimate(A: Any, B: Any | None, C: Any, X: Any, xp: ModuleType) -
 
 def sylvester_sign(A: Any, B: Any | None, C: Any, *, tol: float, max_iter: int
                    ) -> tuple[Any, dict[str, Any]]:
-    """Sign method on stacks: scaled Newton to the end (see :func:`sign_iteration`)."""
+    """Sign method on stacks (see :func:`sign_iteration`), with the CPU's switch point."""
     xp = array_namespace(A=A, C=C)
-    return sign_iteration(A, B, C, xp, tol=tol, max_iter=max_iter, ns_switch=0.0)
+    return sign_iteration(A, B, C, xp, tol=tol, max_iter=max_iter, ns_switch=NS_SWITCH_CPU)
 
 
 def _schur_eigenvalues(T: np.ndarray) -> np.ndarray:
