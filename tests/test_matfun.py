@@ -488,6 +488,19 @@ def test_mclip_rank_deficient_zero_stays_zero_and_info():
         assert info.method == variant and info.converged
 
 
+@pytest.mark.parametrize("variant", ["v1", "v2", "v3", "leloykun"])
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_mclip_extreme_scales_float32(variant, scale):
+    rng = np.random.default_rng(23)
+    M = matrix_with_condition(rng, 6, 10.0, m=9)
+    bounds = (0.3 * scale, 0.7 * scale)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        C = mclip((M * scale).astype(np.float32), *bounds, variant=variant)
+    assert np.isfinite(C).all()
+    np.testing.assert_allclose(C / scale, svd_clip(M, 0.3, 0.7), atol=1e-4)
+
+
 def test_mclip_errors():
     with pytest.raises(ValueError, match="variant"):
         mclip(np.ones((2, 2)), variant="v9")

@@ -290,13 +290,18 @@ def _clip_unit(X: Any, O: Any, variant: str, sign) -> Any:
         fix = S - (X @ (_h(O) @ S)) if n <= m else S - (S @ _h(O)) @ X
         return (X + O + fix) / 2
     left = n <= m
-    gram = X @ _h(X) if left else _h(X) @ X
-    eye = _eye_like(gram.shape[-1], X.dtype, _xp(X))
-    minus = sign(gram - eye)
+    xp = _xp(X)
+    # msign(XXᴴ ∓ I) = msign(d²XXᴴ ∓ d²I): shrink X by a power of two d ≤ 1 so that the
+    # Gram matrix cannot overflow for huge singular values
+    d = xp.minimum(_power_of_two_scale(X, xp), 1.0).astype(X.dtype)[:, None, None]
+    Xd = X * d
+    gram = Xd @ _h(Xd) if left else _h(Xd) @ Xd
+    shift = _eye_like(gram.shape[-1], X.dtype, xp) * (d * d)
+    minus = sign(gram - shift)
     if variant == "v2":
         fix = minus @ (O - X) if left else (O - X) @ minus
         return (X + O + fix) / 2
-    plus = sign(gram + eye)
+    plus = sign(gram + shift)
     if left:
         return (plus @ (O + X) + minus @ (O - X)) / 2
     return ((O + X) @ plus + (O - X) @ minus) / 2
