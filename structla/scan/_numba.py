@@ -17,7 +17,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from .._core.jit import kernel, prange
+from .._core.jit import FASTMATH, kernel, prange
 
 __all__ = ["linear_scan", "selective_scan"]
 
@@ -74,7 +74,7 @@ def fast_exp(x: float) -> float:
     return math.exp(x)
 
 
-@overload(fast_exp, inline="always", jit_options={"fastmath": True})
+@overload(fast_exp, inline="always", jit_options={"fastmath": set(FASTMATH)})
 def _fast_exp_overload(x):
     if x != types.float32:
         return lambda x: math.exp(x)
