@@ -32,7 +32,7 @@ def plot_csv(path: Path) -> Path | None:
         xs = [p[0] for p in points]
         xs_all += xs
         line = ax.loglog(xs, [p[1] for p in points], "o-", label=f"{routine} {dtype}")[0]
-        peer = [(x, p[2]) for x, _, p in points if p == p]
+        peer = [(x, p) for x, _, p in points if p == p]  # NaN: peer skipped
         if peer:
             ax.loglog(*zip(*peer, strict=True), "x--", color=line.get_color(),
                       label=f"peer of {routine}")

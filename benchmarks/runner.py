@@ -135,9 +135,9 @@ def run(family: str | None, device: str, quick: bool, out: TextIO = sys.stdout) 
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
-        out.write(f"\n== {fam} on {rows[0]['machine']} ({device}) -> {path.relative_to(HERE.parent)}\n")
+        out.write(f"\n== {fam} on {rows[0]['machine']} ({device}) -> {path}\n")
         _print_rows(rows, out)
         image = plot_csv(path)
         if image is not None:
-            out.write(f"plot: {image.relative_to(HERE.parent)}\n")
+            out.write(f"plot: {image}\n")
     return 0

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import structla
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -35,10 +40,31 @@ def test_demo_quick_runs_and_checks_against_scipy():
     assert ("cases within tolerance" in out.stdout) or ("nothing to run" in out.stdout)
 
 
-@pytest.mark.slow
-def test_bench_quick_writes_csv():
-    out = run_cli("bench", "--quick")
-    assert out.returncode == 0, out.stdout + out.stderr
+def test_bench_runner_writes_csv_and_plot(tmp_path, monkeypatch):
+    """The runner times ours and the peer side by side and writes CSV + plot."""
+    import csv
+
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import runner
+    from benchmarks.case import BenchCase
+
+    case = BenchCase(
+        routine="cumsum", peer="numpy.add.accumulate", sizes=[{"n": 10}, {"n": 100}, {"n": 1000}],
+        setup=lambda size, xp, dtype: xp.ones(size["n"], dtype=dtype),
+        ours=np.cumsum, peer_fn=np.add.accumulate, devices=("cpu",), flops=lambda s: s["n"],
+    )
+    monkeypatch.setattr(runner, "RESULTS", tmp_path)
+    monkeypatch.setattr(runner, "registry", lambda: {"toy": [case]})
+    out = io.StringIO()
+    assert runner.run(family=None, device="cpu", quick=True, out=out) == 0
+    rows = list(csv.DictReader((tmp_path / "toy-cpu.csv").open()))
+    assert [r["x"] for r in rows] == ["10", "100"]
+    assert all(float(r["ours_median_s"]) > 0 and float(r["speedup"]) > 0 for r in rows)
+    assert "== toy" in out.getvalue()
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "toy-cpu.png").exists()
 
 
 def test_bench_unknown_family_is_an_error():
