@@ -131,7 +131,7 @@ def _power_table(s, block, pr, pi):  # pragma: no cover - compiled
 
 
 @kernel(parallel=True)
-def _vandermonde_kernel(v, s, length, block, nsuper, conj_pairs, one, out, out_real):  # pragma: no cover
+def _vandermonde_kernel(v, s, length, block, nsuper, conj_pairs, out, out_real):  # pragma: no cover
     count, n = v.shape
     real = out_real.dtype
     nblocks = (length + block - 1) // block
@@ -206,5 +206,5 @@ def vandermonde(v, x, length, *, log, conj_pairs):
         out = np.empty((count, length), dtype=v.dtype)
         out_real = np.empty((1, 0), dtype=real)
     _vandermonde_kernel(_readonly(v.astype(np.complex128)), _readonly(s),
-                        length, block, nsuper, conj_pairs, real.type(1), out, out_real)
+                        length, block, nsuper, conj_pairs, out, out_real)
     return out_real if conj_pairs else out
