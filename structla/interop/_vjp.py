@@ -57,6 +57,21 @@ def _ctrans(*dtypes: Any) -> str:
 # ----------------------------------------------------------------------------- tril
 
 
+def _strict_matmul(q: Any, k: Any, x: Any, trans: str, log_decay: Any, xp: Any) -> Any:
+    """``tril((Q Kᵀ) ⊙ Γ, -1) @ x`` (or its transpose) by :func:`structla.tril_dlr_matmul`.
+
+    Real operands pass a zero diagonal. Complex ones pass a unit diagonal and subtract x:
+    the CPU kernel of ``tril_dlr_matmul`` forms ``1/λ`` even for products, which raises
+    ZeroDivisionError for a complex zero (the error this costs is eps·|x|).
+    """
+    dtype = np.result_type(q.dtype, k.dtype, x.dtype)
+    shape = np.broadcast_shapes(q.shape[:-1], k.shape[:-1], x.shape[:-1])
+    kw = {"trans": trans, "log_decay": log_decay, "check_finite": False}
+    if dtype.kind != "c":
+        return structla.tril_dlr_matmul(xp.zeros(shape, dtype=dtype), q, k, x, **kw)
+    return structla.tril_dlr_matmul(xp.ones(shape, dtype=dtype), q, k, x, **kw) - x
+
+
 def _dlr_grads(P: Any, R: Any, diag: Any, q: Any, k: Any, log_decay: Any, xp: Any):
     """Gradients of ``T = diag(λ) + tril((Q Kᵀ) ⊙ Γ, -1)``'s parameters from ``∂L/∂T̄ = P Rᴴ``.
 
@@ -64,18 +79,15 @@ def _dlr_grads(P: Any, R: Any, diag: Any, q: Any, k: Any, log_decay: Any, xp: An
     strictly-lower DLR products of rank m, so the cost is O(n·m·d), never O(n²).
     """
     Rc = _conj(R)
-    zero = xp.zeros(P.shape[:-1], dtype=np.result_type(P.dtype, R.dtype))
     gdiag = (P * Rc).sum(axis=-1)
-    kw = {"log_decay": log_decay, "check_finite": False}
-    gq = structla.tril_dlr_matmul(zero, P, Rc, _conj(k), **kw)
-    gk = structla.tril_dlr_matmul(zero, P, Rc, _conj(q), trans=True, **kw)
+    gq = _strict_matmul(P, Rc, _conj(k), "N", log_decay, xp)
+    gk = _strict_matmul(P, Rc, _conj(q), "T", log_decay, xp)
     glog = None
     if log_decay is not None:
         # dT_ij/dg_r = T_ij for j < r <= i: the gradient is a prefix sum of (column sum - row sum)
         # of Re(∂L/∂T̄ ⊙ T̄) over the strictly lower part, both sums being DLR products.
-        zd = xp.zeros(q.shape[:-1], dtype=q.dtype)
-        TR = structla.tril_dlr_matmul(zd, q, k, R, **kw)
-        THP = structla.tril_dlr_matmul(zd, q, k, P, trans=_ctrans(q.dtype, k.dtype), **kw)
+        TR = _strict_matmul(q, k, R, "N", log_decay, xp)
+        THP = _strict_matmul(q, k, P, _ctrans(q.dtype, k.dtype), log_decay, xp)
         row = (P * _conj(TR)).real.sum(axis=-1)
         col = (Rc * THP).real.sum(axis=-1)
         step = col - row
