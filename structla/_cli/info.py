@@ -20,8 +20,13 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def routine_table() -> list[tuple[str, str, str, str, str]]:
-    """``(routine, family, reference, numba, cuda)`` marks for every public routine."""
+def routine_table() -> list[tuple[str, str, str, str]]:
+    """``(routine, family, cpu, gpu)``: which implementation serves each public routine.
+
+    ``numba``/``cuda`` are compiled kernels, ``reference`` is the array-generic code (which
+    runs on the GPU through CuPy), ``composed`` means the routine is built from other
+    public routines.
+    """
     import structla
 
     rows = []
@@ -34,13 +39,11 @@ def routine_table() -> list[tuple[str, str, str, str, str]]:
         family = parts[1]
         if family.startswith("_"):
             continue
-        marks = [
-            "yes" if name in defined_names(family, backend) else "-"
-            for backend in ("reference", "numba", "cuda")
-        ]
-        if marks == ["-", "-", "-"]:
-            marks = ["composed", "composed", "composed"]
-        rows.append((name, family, *marks))
+        reference = name in defined_names(family, "reference")
+        fallback = "reference" if reference else "composed"
+        cpu = "numba" if name in defined_names(family, "numba") else fallback
+        gpu = "cuda" if name in defined_names(family, "cuda") else fallback
+        rows.append((name, family, cpu, gpu))
     return rows
 
 
@@ -77,7 +80,7 @@ def print_info(out: TextIO) -> None:
     if not rows:
         out.write("No routine families are implemented yet.\n")
         return
-    header = ("routine", "family", "reference", "numba", "cuda")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
+    header = ("routine", "family", "cpu (NumPy)", "gpu (CuPy)")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     for row in [header, tuple("-" * w for w in widths), *rows]:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
