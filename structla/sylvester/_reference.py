@@ -14,6 +14,7 @@ block, so the ``(n + m)``-square matrix is never formed. Every iterate keeps the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -61,7 +62,8 @@ def _inv(x: Any, xp: ModuleType) -> Any:
 
 
 def sign_iteration(A: Any, B: Any | None, C: Any, xp: ModuleType, *, tol: float, max_iter: int,
-                   ns_switch: float) -> tuple[Any, dict[str, Any]]:
+                   ns_switch: float, inv: Callable[[Any], Any] | None = None
+                   ) -> tuple[Any, dict[str, Any]]:
     """The block sign iteration for ``A X + X B = C`` on stacks.
 
     Parameters
@@ -76,6 +78,9 @@ def sign_iteration(A: Any, B: Any | None, C: Any, xp: ModuleType, *, tol: float,
     ns_switch : float
         Switch from scaled Newton to Newton–Schulz once the relative Newton update
         falls below this (``0`` keeps Newton to the end).
+    inv : callable, optional
+        Inverse of each matrix of a stack (default: ``xp.linalg.inv``, NaN where
+        singular).
 
     Returns
     -------
@@ -97,10 +102,11 @@ def sign_iteration(A: Any, B: Any | None, C: Any, xp: ModuleType, *, tol: float,
     delta = xp.full(count, xp.inf, dtype=real)
     newton = True
     root_tol = math.sqrt(tol)
+    inv = inv if inv is not None else (lambda x: _inv(x, xp))
     for _ in range(max_iter):
         if newton:
-            Ai = _inv(Ak, xp)
-            Bi = _ct(Ai, xp) if lyap else _inv(Bk, xp)
+            Ai = inv(Ak)
+            Bi = _ct(Ai, xp) if lyap else inv(Bk)
             na2, nb2 = _fro(Ak, xp) ** 2, _fro(Bk, xp) ** 2
             nai2, nbi2 = _fro(Ai, xp) ** 2, _fro(Bi, xp) ** 2
             # Norm scaling of Z's diagonal blocks: one μ for the whole block matrix, since
