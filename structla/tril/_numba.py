@@ -71,28 +71,36 @@ def _rows(diag, q, k, e, src, out, width, solve):
 
 
 @kernel(parallel=True)
-def _inv_rows(diag, q, k, e, y):
-    """``y = T⁻¹`` row by row (MATH A5), parallel over the batch; ``y`` arrives zeroed."""
+def _inv_rows(diag, q, k, e, colscale, y, wide):
+    """``y = T⁻¹ diag(colscale)`` row by row (MATH A5), parallel over the batch; ``y`` arrives zeroed.
+
+    The state and each row are carried in ``wide.dtype`` (double precision for single
+    precision data): intermediate sums of a float32 UT block can exceed float32's range
+    even when every entry of the answer fits.
+    """
     count, n, d = q.shape
     for bi in prange(count):
-        z = np.zeros((d, n), dtype=y.dtype)
-        acc = np.empty(n, dtype=y.dtype)
+        z = np.zeros((d, n), dtype=wide.dtype)
+        acc = np.empty(n, dtype=wide.dtype)
         for row in range(n):
-            for j in range(row):
+            for j in range(row + 1):
                 acc[j] = 0
             for r in range(d):
                 qr = q[bi, row, r]
                 for j in range(row):
                     acc[j] += qr * z[r, j]
-            inv = 1 / diag[bi, row]
+            # acc[row] is 0 here: adding it makes the division happen in the wide type
+            inv = 1 / (acc[row] + diag[bi, row])
             for j in range(row):
-                y[bi, row, j] = -acc[j] * inv
-            y[bi, row, row] = inv
+                acc[j] = -acc[j] * inv
+            acc[row] = inv
+            for j in range(row + 1):
+                y[bi, row, j] = acc[j] * colscale[bi, j]
             f = e[bi, row + 1] if row + 1 < n else e[bi, row]
             for r in range(d):
                 kr = k[bi, row, r]
                 for j in range(row + 1):
-                    z[r, j] = f * (z[r, j] + kr * y[bi, row, j])
+                    z[r, j] = f * (z[r, j] + kr * acc[j])
 
 
 def _decay_factors(log_decay, count, n, real):
@@ -232,7 +240,8 @@ def tril_dlr_inv(diag, q, k, log_decay, *, method="auto", chunk=None):
     if method == "auto":
         method = "recursive" if n <= _INV_ROWS_MAX_N else "chunked"
     if method == "recursive":
-        _inv_rows(diag, q, k, _decay_factors(log_decay, count, n, q.real.dtype), y)
+        ones = np.ones((count, n), dtype=q.dtype)
+        _inv_rows(diag, q, k, _decay_factors(log_decay, count, n, q.real.dtype), ones, y, _wide(q.dtype))
         return y
     chunk = chunk or _INV_CHUNK
     for i in range(count):
@@ -240,11 +249,23 @@ def tril_dlr_inv(diag, q, k, log_decay, *, method="auto", chunk=None):
     return y
 
 
+def _wide(dtype):
+    """A zero-size array of the double-precision type of ``dtype``."""
+    return np.empty(0, dtype=np.complex128 if np.dtype(dtype).kind == "c" else np.float64)
+
+
 def ut_transform(k, beta, log_decay):
     """DeltaNet's UT block: the inverse with λ = 1 and Q = diag(β) K, columns scaled by β."""
+    count, n, _ = k.shape
     ones = np.ones(beta.shape, dtype=k.dtype)
-    y = tril_dlr_inv(ones, beta[:, :, None] * k, k, log_decay)
-    y *= beta[:, None, :]
+    q = beta[:, :, None] * k
+    if n > _INV_ROWS_MAX_N:
+        y = tril_dlr_inv(ones, q, k, log_decay)
+        y *= beta[:, None, :]
+        return y
+    y = np.zeros((count, n, n), dtype=k.dtype)
+    if y.size:
+        _inv_rows(ones, q, k, _decay_factors(log_decay, count, n, k.real.dtype), beta, y, _wide(k.dtype))
     return y
 
 

@@ -15,6 +15,25 @@
 #define STRUCTLA_DYNAMIC_SHARED(name) extern __shared__ __align__(16) unsigned char name[]
 #endif
 
+// Sums of the substitution are carried in double precision for single-precision data: the
+// partial sums of a float32 UT block can leave float32's range although its answer fits.
+template <typename T> struct wide_of { typedef T type; };
+template <> struct wide_of<float> { typedef double type; };
+template <> struct wide_of<sl::complex<float>> { typedef sl::complex<double> type; };
+__host__ __device__ inline double widen(float x) { return x; }
+__host__ __device__ inline double widen(double x) { return x; }
+__host__ __device__ inline sl::complex<double> widen(sl::complex<float> x) { return {x.re, x.im}; }
+__host__ __device__ inline sl::complex<double> widen(sl::complex<double> x) { return x; }
+template <typename T> struct narrow_to;
+template <> struct narrow_to<float> { __host__ __device__ static float from(double x) { return (float)x; } };
+template <> struct narrow_to<double> { __host__ __device__ static double from(double x) { return x; } };
+template <> struct narrow_to<sl::complex<float>> {
+    __host__ __device__ static sl::complex<float> from(sl::complex<double> x) { return {(float)x.re, (float)x.im}; }
+};
+template <> struct narrow_to<sl::complex<double>> {
+    __host__ __device__ static sl::complex<double> from(sl::complex<double> x) { return x; }
+};
+
 template <typename T>
 __global__ void tril_block_inv(long long nblocks, int C, int d, int mode,
                                const T* __restrict__ diag,      // (nblocks, C) or null: ones
@@ -64,14 +83,15 @@ __global__ void tril_block_inv(long long nblocks, int C, int d, int mode,
     }
     __syncthreads();
     // Forward substitution, one column of the inverse per thread (columns are independent).
+    typedef typename wide_of<T>::type W;
     for (int j = tid; j < C; j += nt) {
         for (int i = 0; i < j; ++i) Y[(long long)i * C + j] = T(0);
-        Y[(long long)j * C + j] = T(1) / A[(long long)j * C + j];
+        Y[(long long)j * C + j] = narrow_to<T>::from(W(1) / widen(A[(long long)j * C + j]));
         for (int i = j + 1; i < C; ++i) {
-            T s = T(0);
+            W s = W(0);
             const T* Ai = A + (long long)i * C;
-            for (int l = j; l < i; ++l) s = sl::fma_acc(s, Ai[l], Y[(long long)l * C + j]);
-            Y[(long long)i * C + j] = -s / Ai[i];
+            for (int l = j; l < i; ++l) s = sl::fma_acc(s, widen(Ai[l]), widen(Y[(long long)l * C + j]));
+            Y[(long long)i * C + j] = narrow_to<T>::from(-s / widen(Ai[i]));
         }
     }
     __syncthreads();
