@@ -10,6 +10,7 @@ import scipy.linalg
 from hypothesis import given
 from hypothesis import strategies as st
 
+from structla._core.namespace import array_namespace
 from structla.models import (
     MambaMixer,
     S4DLayer,
@@ -320,7 +321,7 @@ def _run_steps(layer, x, state, **kw):
     for t in range(x.shape[-2]):
         y, state = layer.step(x[..., t, :], state, **kw)
         outs.append(y)
-    return np.stack(outs, axis=-2), state
+    return array_namespace(y=x).stack(outs, axis=-2), state
 
 
 @pytest.mark.parametrize("init", ("lin", "inv", "real"))
