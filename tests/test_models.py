@@ -341,8 +341,9 @@ def test_s4d_kernel_equals_dense_powers():
         assert max_relative_error(kernel[h], want) < 1e-12
 
 
-def test_s4_convolution_equals_recurrence_and_dense_system():
-    layer = S4Layer(3, N=16, seed=0)
+@pytest.mark.parametrize("measure", ("legs", "legt"))
+def test_s4_convolution_equals_recurrence_and_dense_system(measure):
+    layer = S4Layer(3, N=16, measure=measure, seed=0)
     x = np.random.default_rng(2).standard_normal((300, 3))
     system = layer.discrete_system()
     steps, _ = _run_steps(layer, x, layer.initial_state(), system=system)
