@@ -121,8 +121,12 @@ def gbt_dense(A, B, dt, alpha):
 
 
 def kernel_by_powers(Ad, Bd, C, length):
-    """``[C @ matrix_power(Ā, k) @ B̄ for k < length]``, one system."""
-    return np.array([C @ np.linalg.matrix_power(Ad, k) @ Bd for k in range(length)])
+    """``[C @ Āᵏ @ B̄ for k < length]`` by repeated matrix–vector products, one system."""
+    out, x = [], Bd
+    for _ in range(length):
+        out.append(C @ x)
+        x = Ad @ x
+    return np.array(out)
 
 
 def ssm_recurrence(Ad, Bd, C, u):
