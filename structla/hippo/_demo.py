@@ -34,7 +34,7 @@ def _powers(Ad: np.ndarray, Bd: np.ndarray, C: np.ndarray, length: int) -> np.nd
 
 
 def _dplr_case(xp: ModuleType, quick: bool) -> DemoCase:
-    H, N, L = (4, 32, 512) if quick else (64, 64, 4096)
+    H, N, L = (4, 32, 512) if quick else (16, 64, 4096)
     rng = np.random.default_rng(0)
     Lambda, P, Bt, _V = nplr("legs", N, conj_pairs=True)
     Ct = rng.standard_normal((H, N // 2)) + 1j * rng.standard_normal((H, N // 2))
@@ -75,7 +75,7 @@ def _diag_case(xp: ModuleType, quick: bool) -> DemoCase:
 
 
 def _nplr_case(xp: ModuleType, quick: bool) -> DemoCase:
-    N = 128 if quick else 1024
+    N = 128 if quick else 512
     A = hippo("legs", N)[0]
 
     def ours() -> np.ndarray:
@@ -124,7 +124,7 @@ def _discretize_case(xp: ModuleType, quick: bool) -> DemoCase:
 
 
 def _rft_case(xp: ModuleType, quick: bool) -> DemoCase:
-    H, d, L = (8, 8, 512) if quick else (64, 16, 4096)
+    H, d, L = (8, 8, 512) if quick else (16, 16, 2048)
     rng = np.random.default_rng(3)
     a = 0.5 * rng.uniform(-1, 1, (H, d)) / d
     b = rng.standard_normal((H, d))
