@@ -10,6 +10,9 @@ copied to the host and back). ``jax.vmap`` maps them sequentially. Higher-order 
 Complex numbers: JAX's cotangents are the complex conjugates of torch's (JAX's VJP is linear,
 torch's conjugate-linear), so the shared VJPs are called on ``conj(ct)`` and their result is
 conjugated back. bfloat16/float16 inputs are computed in float32 and real results cast back.
+
+Without JAX installed this module imports but its functions cannot run; :mod:`structla.jax`
+then raises an ImportError naming the missing dependency.
 """
 
 from __future__ import annotations
@@ -17,13 +20,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 import structla
 
 from . import _shapes, _vjp
+
+try:
+    import jax
+    import jax.numpy as jnp
+except ModuleNotFoundError:  # importable without JAX (the docs import every module); see structla.jax
+    jax = jnp = None
 
 __all__ = [
     "cauchy",
@@ -38,18 +45,15 @@ __all__ = [
     "vandermonde",
 ]
 
-_HALF = (jnp.bfloat16, jnp.float16)
-
-
 def _is_half(x: Any) -> bool:
-    return x is not None and jnp.asarray(x).dtype in _HALF
+    return x is not None and jnp.asarray(x).dtype in (jnp.bfloat16, jnp.float16)
 
 
 def _prepare(x: Any) -> Any:
     if x is None:
         return None
     x = jnp.asarray(x)
-    return x.astype(jnp.float32) if x.dtype in _HALF else x
+    return x.astype(jnp.float32) if _is_half(x) else x
 
 
 def _np_conj(x: Any) -> Any:
