@@ -636,8 +636,7 @@ def test_gpu_dplr_kernel_matches_numpy(cp, conj_pairs, c_tilde):
         for i in range(H):
             powers = kernel_by_powers(*gbt_dense(A, B, dt[i], 0.5), C[i], L)
             assert max_relative_error(K[i], powers) <= 1e-10
-    K32 = ssm_kernel_dplr(*(cp.asarray(x).astype(x.dtype.char.lower() if x.dtype.kind == "f"
-                                                  else cp.complex64) for x in args[:4]),
+    K32 = ssm_kernel_dplr(*(cp.asarray(x, dtype=cp.complex64) for x in args[:4]),
                           cp.asarray(dt, dtype=cp.float32), L, conj_pairs=conj_pairs,
                           c_tilde=c_tilde)
     assert K32.dtype == (cp.float32 if conj_pairs else cp.complex64)

@@ -330,9 +330,11 @@ def generating_kernel(Lambda: Any, P: Any, B: Any, Ct: Any, dt: Any, length: int
     if nyquist:
         limit = xp.sum(Ct * B, axis=-1)
         limit = 2 * limit.real if conj_pairs else limit
+        middle = L // 2
         spectrum = xp.empty((count, nodes), dtype=Lambda.dtype)
-        spectrum[:, regular] = values
-        spectrum[:, L // 2] = dt / 2 * limit
+        spectrum[:, :middle] = values[:, :middle]
+        spectrum[:, middle] = dt / 2 * limit
+        spectrum[:, middle + 1 :] = values[:, middle:]
     else:
         spectrum = values
     if real:
