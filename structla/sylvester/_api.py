@@ -221,9 +221,9 @@ def _sign_failure(status: dict[str, Any], bad: np.ndarray, n: int, m: int, max_i
     where = f" (batch problem {i})" if bad.size > 1 else ""
     pair = "A (B = Aᴴ)" if lyapunov else "A and B"
     if not status["finite"][i]:
-        return (f"sign method{where}: a Newton iterate became singular or overflowed, so "
+        return (f"sign method{where}: a Newton iterate became singular or non-finite, so "
                 f"{pair} has an eigenvalue on (or numerically on) the imaginary axis and "
-                "sign([[A, C], [0, -B]]) is undefined")
+                "sign([[A, C], [0, -B]]) is undefined (or the input holds NaN/Inf)")
     if not status["converged"][i]:
         return (f"sign method{where}: the iteration did not converge in max_iter={max_iter} "
                 "steps (eigenvalues very close to the imaginary axis?)")
