@@ -1,4 +1,4 @@
-"""CPU kernels of the hippo family: the sequential O(N) and O(rNL) recurrences.
+"""CPU kernels of the hippo family: the sequential O(N) and O(rNL) recurrences (serial).
 
 Everything else in the family is dense LAPACK, FFT or the cauchy family's kernels,
 reached through ``_reference``.
@@ -11,16 +11,17 @@ from typing import Any
 
 import numpy as np
 
-from .._core.jit import kernel, prange
+from .._core.jit import kernel
 from . import _reference
 
 __all__ = ["legs_solve", "ssm_kernel_dplr"]
 
 
-@kernel(parallel=True)
+@kernel
 def _legs_solve(v, lam, out):  # pragma: no cover - compiled
+    # Serial on purpose: O(N) work per row is far below the cost of waking a thread pool.
     count, N = v.shape
-    for c in prange(count):
+    for c in range(count):
         previous = v[c, 0] * 0
         for n in range(N):
             rn = math.sqrt(2.0 * n + 1.0)
