@@ -56,7 +56,30 @@ def _delta_head(q, k, v, beta, log_alpha, s, out):
             sq[i] = 0
         # One pass over the state per step: the update of step t also forms S_t k_{t+1}
         # and S_t q_{t+1} for the next step (o_t = S_t q_t follows from the rank-1 update).
-        for j in range(dk):
+        # Four rows of Sᵀ at a time: the accumulators are loaded and stored once per four rows.
+        j = 0
+        while j + 4 <= dk:
+            s0 = s[j]
+            s1 = s[j + 1]
+            s2 = s[j + 2]
+            s3 = s[j + 3]
+            k0, k1, k2, k3 = kt[j], kt[j + 1], kt[j + 2], kt[j + 3]
+            n0, n1, n2, n3 = kn[j], kn[j + 1], kn[j + 2], kn[j + 3]
+            m0, m1, m2, m3 = qn[j], qn[j + 1], qn[j + 2], qn[j + 3]
+            for i in range(dv):
+                ui = u[i]
+                x0 = a * s0[i] + ui * k0
+                x1 = a * s1[i] + ui * k1
+                x2 = a * s2[i] + ui * k2
+                x3 = a * s3[i] + ui * k3
+                s0[i] = x0
+                s1[i] = x1
+                s2[i] = x2
+                s3[i] = x3
+                sk[i] += x0 * n0 + x1 * n1 + x2 * n2 + x3 * n3
+                sq[i] += x0 * m0 + x1 * m1 + x2 * m2 + x3 * m3
+            j += 4
+        while j < dk:
             sj = s[j]
             kj = kt[j]
             knj = kn[j]
@@ -66,6 +89,7 @@ def _delta_head(q, k, v, beta, log_alpha, s, out):
                 sj[i] = x
                 sk[i] += x * knj
                 sq[i] += x * qnj
+            j += 1
         for i in range(dv):
             sk[i] *= a_next
             sq[i] *= a_next
