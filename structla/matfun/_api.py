@@ -320,7 +320,8 @@ def msign(M: Any, *, steps: int | None = None, coeffs: Any = "polar_express",
         error reaches ``tol``.
     coeffs : {"polar_express", "muon", "cubic", "su", "jiacheng", "svd"} or (steps, 3) array
         Coefficients ``(a, b, c)`` of ``σ ← aσ + bσ³ + cσ⁵`` per step (see
-        :func:`ns_coefficients`), or ``"svd"`` for the exact SVD path.
+        :func:`ns_coefficients`), or ``"svd"`` for the exact SVD path. An explicit table
+        runs exactly its rows.
     compute_dtype : dtype, optional
         Precision of the iteration (e.g. ``float32`` for float64 input, or
         ``float16`` on the GPU); the output keeps the input's dtype. Default: the
