@@ -129,7 +129,7 @@ def _square_setup(kind):
             A = A @ A.T
         elif kind == "sign":
             P = _spectrum(rng, n, n, 0.1)
-            A = P @ np.diag(np.linspace(-2, 2, n) + 0.01) @ np.linalg.inv(P)
+            A = P @ np.diag(np.linspace(0.5, 2.0, n) * np.resize([1.0, -1.0], n)) @ np.linalg.inv(P)
         else:
             A = _spectrum(rng, n, n, 1e-3)
         return {"M": xp.asarray(A, dtype=dtype), "G": xp.asarray(rng.standard_normal((n, n)), dtype=dtype)}
