@@ -130,6 +130,7 @@ def test_legt_ode_is_exact_for_polynomials():
     assert max_relative_error(c1, _legendre_projection(u, 1.1 - w, 1.1, N)) <= 1e-9
 
 
+@pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
 @pytest.mark.parametrize("scaling, decay", [("hippo", 0.5), ("exp", 1.0)])
 def test_lagt_ode_equals_quadrature_projection(scaling, decay):
     N = 6

@@ -232,8 +232,11 @@ def nplr(measure: str, N: int, *, conj_pairs: bool = False, dtype: Any = np.comp
     -----
     ``A + PᵀP`` (``P`` the real low-rank factor of MATH C1–C4: ``√(n+½)`` for legs, two
     parity-split rows ``r_n/√w`` for legt, ``√½·1`` for lagt, ``B`` for fout) equals
-    ``c·I + S`` with S real skew-symmetric. ``−iS`` is Hermitian, so ``eigh`` gives unitary
-    eigenvectors V and real frequencies ω stably; ``Λ = c + iω``, ``P̃ = V*P``, ``B̃ = V*B``.
+    ``c·I + S`` with S real skew-symmetric. ``−iS`` is Hermitian, so its eigendecomposition
+    gives unitary eigenvectors V and real frequencies ω stably; ``Λ = c + iω``, ``P̃ = V*P``,
+    ``B̃ = V*B``. It is computed like ``eigh(−1j*S)`` but in real arithmetic: an orthogonal
+    Hessenberg reduction makes S skew tridiagonal, a diagonal phase ``diag(iᵏ)`` turns ``−iT``
+    into a real symmetric tridiagonal matrix, and ``scipy.linalg.eigh_tridiagonal`` solves it.
     ``A`` itself is never diagonalised: its eigenvector matrix has condition ~3e19 at N = 32.
     Cost O(N³) once.
 

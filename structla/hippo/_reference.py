@@ -83,6 +83,27 @@ def _low_rank(measure: str, N: int, *, window: float) -> np.ndarray:
     return _fout(N)[1][None, :]
 
 
+def _skew_eigh(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``ω`` ascending and unitary ``V`` with ``−iS V = V diag(ω)`` for real skew-symmetric S.
+
+    Equivalent to ``eigh(−1j * S)`` (the Hermitian route, stable), but about twice as fast:
+    an orthogonal Hessenberg reduction ``S = QTQᵀ`` makes T skew tridiagonal with subdiagonal
+    e; with ``D = diag(iᵏ)``, ``D*(−iT)D`` is the real symmetric tridiagonal matrix with zero
+    diagonal and off-diagonal −e, solved by ``eigh_tridiagonal``; then ``V = Q D W``.
+    """
+    import scipy.linalg
+
+    N = S.shape[0]
+    if N == 0:
+        return np.zeros(0), np.zeros((0, 0), dtype=np.complex128)
+    T, Q = scipy.linalg.hessenberg(S, calc_q=True)
+    # T is skew up to rounding: average the two off-diagonals.
+    e = (np.diag(T, -1) - np.diag(T, 1)) / 2
+    omega, W = scipy.linalg.eigh_tridiagonal(np.zeros(N), -e)
+    phases = np.array([1, 1j, -1, -1j])[np.arange(N) % 4]
+    return omega, Q @ (phases[:, None] * W)
+
+
 def nplr(measure: str, N: int, *, conj_pairs: bool, scaling: str, window: float, beta: float):
     """``(Lambda, P, B, V)`` in complex128 NumPy from ``eigh`` of the skew part (MATH C1)."""
     A, B = hippo(measure, N, scaling=scaling, window=window, beta=beta)
@@ -95,8 +116,7 @@ def nplr(measure: str, N: int, *, conj_pairs: bool, scaling: str, window: float,
         1.0, np.abs(skew).max(initial=0.0)
     ):
         raise LinAlgError(f"A + PPᵀ of measure {measure!r} is not a shifted skew matrix")
-    # −i·skew is Hermitian: its eigenvectors are unitary and its eigenvalues ω real, stably.
-    omega, V = np.linalg.eigh(-1j * skew)
+    omega, V = _skew_eigh(skew)
     if conj_pairs:
         half = N // 2
         if N % 2 or (N and omega[half] <= 0):
