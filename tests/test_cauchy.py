@@ -436,3 +436,20 @@ def test_gpu_edge_cases(cp):
     k = structla.vandermonde(cp.ones(8, cp.complex64), cp.asarray(x), 2**16, log=True).get()
     ref = np.exp(np.outer(np.arange(2**16), x.astype(np.complex128))).sum(axis=1)
     assert np.abs(k - ref).max() <= 4 * 12 * eps("complex64") * 8
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", COMPLEX)
+def test_gpu_reference_backend(cp, dtype):
+    """The readable fallback runs on CuPy too (it is the GPU oracle when a kernel is in doubt)."""
+    rng = np.random.default_rng(11)
+    v, w, z = cauchy_data(rng, (3,), (3,), 17, 300, dtype)
+    fn = implementation("cauchy", "cauchy", cp, backend="reference")
+    k = fn(cp.asarray(v), cp.asarray(w), cp.asarray(z), conj_pairs=True)
+    ref, scale = cauchy_dense(v, w, z, True)
+    assert_within(k, ref, scale, dtype, 34)
+    v, x = vandermonde_data(rng, (3,), 17, dtype, log=False)
+    fn = implementation("cauchy", "vandermonde", cp, backend="reference")
+    k = fn(cp.asarray(v), cp.asarray(x), 300, log=False, conj_pairs=False)
+    ref, scale = vandermonde_dense(v, x, 300)
+    assert_within(k, ref, scale, dtype, 17)
