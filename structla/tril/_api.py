@@ -307,7 +307,7 @@ def tril_dlr_inv(diag: Any, q: Any, k: Any, *, log_decay: Any = None,
     Block recursion on leading principal blocks ``[[A, 0], [C, B]]⁻¹ = [[A⁻¹, 0], [−B⁻¹CA⁻¹,
     B⁻¹]]`` with the cached ``Z = Kᵀ Y`` (d×n): for a chunk I = [s, e),
     ``Y_{I,:s} = −(Y_II diag(a) Q_I) Z_{:, :s}`` and Z moves on by a d×d product, so the
-    work is ``d·n²`` flops plus the small diagonal blocks (LAPACK ``trtri``). Θ(n²·d), not
+    work is ``d·n²`` flops plus the small diagonal blocks (row recursion). Θ(n²·d), not
     O(n²) independently of d. Small n use the row recursion, parallel over the batch.
     ``T⁻¹`` is quasiseparable of order d but in general *not* again diagonal + low-rank
     (MATH A6); prefer :func:`tril_dlr_solve` when only ``T⁻¹ B`` is needed.

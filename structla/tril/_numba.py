@@ -17,7 +17,6 @@ import numba
 import numpy as np
 import scipy.linalg
 
-from .._core.errors import LinAlgError
 from .._core.jit import kernel, prange
 
 # From this state size (d·m entries, 512 KiB in float64) the state no longer stays in the
@@ -193,42 +192,83 @@ def tril_dlr_matmul(diag, q, k, x, log_decay):
     return _recursive(diag, q, k, x, log_decay, False)
 
 
-def _trtri(a):
-    """Inverse of a lower-triangular block with LAPACK ``?trtri``."""
-    (trtri,) = scipy.linalg.lapack.get_lapack_funcs(("trtri",), (a,))
-    inv, info = trtri(a, lower=1)
-    if info != 0:
-        raise LinAlgError(f"diagonal block of T is singular (LAPACK trtri info={info})")
-    return np.tril(inv)
+@kernel(parallel=True)
+def _inv_chunks(blocks, qa, kt, last, y):
+    """``y = T⁻¹`` for one problem by chunks (MATH A5), given the diagonal blocks' inverses.
+
+    ``z[:, :s] = Σ_{j<s} Γ_{s-1,j} k_j Y[j, :s]``. A chunk's rows left of it are ``-W z``
+    with ``W = Y_II diag(a) Q_I``; the state moves on by the d×d matrix ``last·I − K̃ᵀW``
+    (cheaper than ``K̃ᵀ Y_{I,:s}`` once the chunk is longer than d). Plain loops rather than
+    BLAS calls: many mid-sized multithreaded BLAS calls collapse on a busy 2-core machine.
+    """
+    nc, c, d = qa.shape
+    n = y.shape[0]
+    z = np.zeros((d, n), dtype=y.dtype)
+    w = np.empty((c, d), dtype=y.dtype)
+    step = np.empty((d, d), dtype=y.dtype)
+    tmp = np.empty((d, n), dtype=y.dtype)
+    zero = np.zeros(1, dtype=y.dtype)[0]
+    for chunk in range(nc):
+        s = chunk * c
+        size = min(n, s + c) - s
+        for i in prange(size):
+            for j in range(i + 1):
+                y[s + i, s + j] = blocks[chunk, i, j]
+        if s > 0:
+            for i in prange(size):
+                for r in range(d):
+                    acc = zero
+                    for l in range(i + 1):
+                        acc += blocks[chunk, i, l] * qa[chunk, l, r]
+                    w[i, r] = acc
+            for i in prange(size):
+                for r in range(d):
+                    wr = -w[i, r]
+                    for j in range(s):
+                        y[s + i, j] += wr * z[r, j]
+            for a in prange(d):
+                for b in range(d):
+                    acc = zero
+                    for i in range(size):
+                        acc += kt[chunk, i, a] * w[i, b]
+                    step[a, b] = -acc
+                step[a, a] += last[chunk]
+            for a in prange(d):
+                for j in range(s):
+                    tmp[a, j] = 0
+                for b in range(d):
+                    sab = step[a, b]
+                    for j in range(s):
+                        tmp[a, j] += sab * z[b, j]
+            for a in prange(d):
+                for j in range(s):
+                    z[a, j] = tmp[a, j]
+        for a in prange(d):
+            for j in range(size):
+                acc = zero
+                for i in range(j, size):
+                    acc += kt[chunk, i, a] * blocks[chunk, i, j]
+                z[a, s + j] = acc
 
 
 def _inv_chunked_one(diag, q, k, log_decay, chunk, y):
-    """``y = T⁻¹`` for one problem by chunks (MATH A5 with matrix products), y zeroed.
-
-    ``z[:, :s] = Σ_{j<s} Γ_{s-1,j} k_j Y[j, :s]``. A chunk's rows left of it are
-    ``-W z`` with ``W = Y_II diag(a) Q_I``; the state moves on by the d×d matrix
-    ``last·I − K̃ᵀW`` (cheaper than ``K̃ᵀ Y_{I,:s}`` once the chunk is longer than d).
-    """
+    """Chunk-local decay factors and diagonal-block inverses, then :func:`_inv_chunks`."""
     n, d = q.shape
-    z = np.zeros((d, n), dtype=y.dtype)
-    for s in range(0, n, chunk):
-        e = min(n, s + chunk)
-        if log_decay is None:
-            qa, kt, last, gamma = q[s:e], k[s:e], 1.0, None
-        else:
-            to_rows, from_rows, last, gamma = _chunk_views(log_decay, s, e)
-            qa = q[s:e] * to_rows[:, None].astype(q.real.dtype)
-            kt = k[s:e] * from_rows[:, None].astype(q.real.dtype)
-        block_inv = _trtri(_diagonal_block(diag[s:e], q[s:e], k[s:e], gamma))
-        y[s:e, s:e] = block_inv
-        if s > 0:
-            w = block_inv @ qa
-            np.matmul(w, z[:, :s], out=y[s:e, :s])
-            y[s:e, :s] *= -1
-            step = -(kt.T @ w)
-            step[np.diag_indices_from(step)] += last
-            z[:, :s] = step @ z[:, :s]
-        z[:, s:e] = kt.T @ block_inv
+    nc = -(-n // chunk)
+    pad = nc * chunk - n
+    real = q.real.dtype
+    diag_p = np.concatenate([diag, np.ones(pad, dtype=diag.dtype)]).reshape(nc, chunk)
+    q_p = np.concatenate([q, np.zeros((pad, d), dtype=q.dtype)]).reshape(nc, chunk, d)
+    k_p = np.concatenate([k, np.zeros((pad, d), dtype=k.dtype)]).reshape(nc, chunk, d)
+    g = np.zeros(nc * chunk) if log_decay is None else np.concatenate([log_decay, np.zeros(pad)])
+    cum = np.cumsum(g.reshape(nc, chunk).astype(np.float64), axis=1)
+    qa = q_p * np.exp(cum).astype(real)[:, :, None]
+    kt = k_p * np.exp(cum[:, -1:] - cum).astype(real)[:, :, None]
+    last = np.exp(cum[:, -1]).astype(real)
+    blocks = np.zeros((nc, chunk, chunk), dtype=q.dtype)
+    factors = np.exp(g).astype(real).reshape(nc, chunk)
+    _inv_rows(diag_p, q_p, k_p, factors, np.ones((nc, chunk), dtype=q.dtype), blocks, _wide(q.dtype))
+    _inv_chunks(blocks, qa, kt, last, y)
 
 
 def tril_dlr_inv(diag, q, k, log_decay, *, method="auto", chunk=None):
