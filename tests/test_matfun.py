@@ -325,6 +325,20 @@ def test_msign_inputs_unchanged_readonly_noncontiguous():
     np.testing.assert_allclose(msign(Mf), svd_polar(base), atol=1e-12)
 
 
+@pytest.mark.parametrize("routine", [
+    lambda A: mcsgn(A + A.T), lambda A: sqrtm(A @ A.T + np.eye(6)),
+    lambda A: inv_sqrtm(A @ A.T + np.eye(6)), lambda A: mclip(A, 0.2, 1.0, variant="v1"),
+    lambda A: mclip(A, variant="leloykun"), lambda A: polar(A, side="left"),
+    lambda A: msign_vjp(A, A[::-1]), lambda A: msign(A, method="gram"),
+])
+def test_every_routine_leaves_readonly_inputs_unchanged(routine):
+    A = matrix_with_condition(np.random.default_rng(24), 6, 5.0)
+    A.flags.writeable = False
+    copy = A.copy()
+    routine(A)
+    np.testing.assert_array_equal(A, copy)
+
+
 @pytest.mark.parametrize("kwargs, error", [
     ({"coeffs": "nope"}, ValueError), ({"coeffs": np.ones((3, 2))}, ValueError),
     ({"coeffs": np.ones((3, 3)), "steps": 2}, ValueError), ({"steps": -1}, ValueError),
