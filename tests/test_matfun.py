@@ -398,6 +398,18 @@ def test_mcsgn_symmetric_equals_msign_and_info():
     assert info.converged and info.error_estimate < 1e-12
 
 
+def test_mcsgn_complex_eigenvalues_raise_instead_of_nan():
+    # eigenvalues 1 ± 5i: the polynomial iteration diverges; no silent NaN
+    with pytest.raises(structla.LinAlgError, match="non-finite"):
+        mcsgn(np.array([[1.0, -5.0], [5.0, 1.0]]))
+    with pytest.raises(structla.LinAlgError):
+        mcsgn(np.array([[1.0, -5.0], [5.0, 1.0]]), steps=30)
+    bad = np.eye(3)
+    bad[0, 0] = np.nan
+    with pytest.raises(structla.LinAlgError):
+        msign(bad, check_finite=False)
+
+
 def test_mcsgn_singular_warns():
     M = np.diag([1.0, -2.0, 0.0])
     with pytest.warns(structla.NotConvergedWarning):

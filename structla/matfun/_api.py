@@ -11,7 +11,7 @@ import numpy as np
 
 from .._core.batch import broadcast_batch
 from .._core.dispatch import implementation
-from .._core.errors import NotConvergedWarning
+from .._core.errors import LinAlgError, NotConvergedWarning
 from .._core.info import IterationInfo
 from .._core.namespace import array_namespace, is_cupy_namespace
 from .._core.validate import as_array, check_ndim, check_square, result_dtype
@@ -253,11 +253,13 @@ def _check_every(xp: ModuleType) -> int:
     return 3 if is_cupy_namespace(xp) else 1
 
 
-def _warn(outcome: Any, adaptive: bool, routine: str) -> None:
-    if outcome.diverged:
-        warnings.warn(f"{routine}: the iteration produced non-finite values (is the spectrum "
-                      "real and the matrix non-singular?)", NotConvergedWarning, stacklevel=3)
-    elif adaptive and not outcome.converged:
+def _warn(outcome: Any, adaptive: bool, routine: str, result: Any, xp: ModuleType) -> None:
+    """Raise on non-finite results (one host read); warn when ``steps=None`` fell short."""
+    if outcome.diverged or not bool(xp.isfinite(result).all()):
+        raise LinAlgError(f"{routine}: the iteration produced non-finite values (for mcsgn and the "
+                          "square roots: eigenvalues off the real axis or at 0, where the "
+                          "polynomial iteration has no guarantee)")
+    if adaptive and not outcome.converged:
         warnings.warn(f"{routine}: not converged after {outcome.iterations} steps (estimated "
                       f"error {outcome.predicted:.2e}); the result is the last iterate",
                       NotConvergedWarning, stacklevel=3)
@@ -352,6 +354,9 @@ def msign(M: Any, *, steps: int | None = None, coeffs: Any = "polar_express",
     ------
     ValueError
         Bad shapes, dtypes, arguments, or NaN/Inf with ``check_finite``.
+    LinAlgError
+        Non-finite result (only possible with an explicit ``coeffs`` table that
+        maps values above 1 out of range, or NaN input with ``check_finite=False``).
 
     Warns
     -----
@@ -409,7 +414,7 @@ def msign(M: Any, *, steps: int | None = None, coeffs: Any = "polar_express",
         outcome = Outcome(converged=True)
     else:
         X, outcome = _sign_runner(xp, table, adaptive, tol, cdt, chosen)(M3)
-        _warn(outcome, adaptive, "msign")
+        _warn(outcome, adaptive, "msign", X, xp)
     X = batch.unflatten(X.astype(dtype, copy=False))
     if not return_info:
         return X
@@ -453,13 +458,15 @@ def mcsgn(M: Any, *, steps: int | None = None, coeffs: Any = "polar_express",
     ------
     ValueError
         Bad shapes, dtypes or arguments; NaN/Inf with ``check_finite``.
+    LinAlgError
+        The iteration produced non-finite values (eigenvalues off the real axis, for
+        which the polynomial iteration carries no guarantee, can make it diverge).
 
     Warns
     -----
     NotConvergedWarning
-        The iteration did not converge (``steps=None``) or produced non-finite
-        values: singular M (an eigenvalue 0 stays 0), or eigenvalues off the real
-        axis, for which the polynomial iteration carries no guarantee.
+        The iteration did not converge (``steps=None``): singular M (an eigenvalue 0
+        stays 0), or eigenvalues off the real axis.
 
     Notes
     -----
@@ -491,7 +498,7 @@ def mcsgn(M: Any, *, steps: int | None = None, coeffs: Any = "polar_express",
     else:
         S, outcome = implementation("matfun", "mcsgn", xp)(
             M3, table, cdt=cdt, tol=tol, adaptive=adaptive, check_every=_check_every(xp))
-        _warn(outcome, adaptive, "mcsgn")
+        _warn(outcome, adaptive, "mcsgn", S, xp)
     S = batch.unflatten(S.astype(dtype, copy=False))
     if not return_info:
         return S
@@ -635,7 +642,7 @@ def mclip(M: Any, lo: float = 0.0, hi: float = 1.0, *, variant: str = DEFAULT_CL
         C, outcomes = implementation("matfun", "mclip", xp)(
             M3.astype(cdt, copy=False), lo, hi, variant, run)
         for outcome in outcomes:
-            _warn(outcome, adaptive, "mclip")
+            _warn(outcome, adaptive, "mclip", C, xp)
     C = batch.unflatten(C.astype(dtype, copy=False))
     if not return_info:
         return C
@@ -663,7 +670,7 @@ def _roots(C: Any, which: str, steps: int | None, coeffs: Any, compute_dtype: An
     else:
         root, inverse, outcome = implementation("matfun", "coupled_sqrt", xp)(
             C3, table, cdt=cdt, tol=tol, adaptive=adaptive, check_every=_check_every(xp))
-        _warn(outcome, adaptive, which)
+        _warn(outcome, adaptive, which, root if which == "sqrtm" else inverse, xp)
     out = root if which == "sqrtm" else inverse
     result = batch.unflatten(out.astype(dtype, copy=False))
     if not return_info:
@@ -700,6 +707,9 @@ def sqrtm(C: Any, *, steps: int | None = None, coeffs: Any = "polar_express",
     ------
     ValueError
         Bad shapes, dtypes or NaN/Inf with ``check_finite``.
+    LinAlgError
+        The iteration produced non-finite values (eigenvalues off the positive real
+        axis can make the polynomial iteration diverge).
 
     Warns
     -----

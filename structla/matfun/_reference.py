@@ -131,6 +131,13 @@ def _run(step, table: np.ndarray, *, tol: float, adaptive: bool, check_every: in
     such unconverged value, and only then may the iteration stop.
     """
     out = Outcome()
+    with np.errstate(over="ignore", invalid="ignore"):
+        # divergence (possible for mcsgn with complex eigenvalues) is reported by the caller
+        _iterate(step, table, tol, adaptive, check_every, slope, rcond, out)
+    return out
+
+
+def _iterate(step, table, tol, adaptive, check_every, slope, rcond, out) -> None:
     smallest = rcond
     for t, row in enumerate(table):
         fixed_point = abs(float(row[0] + row[1] + row[2]) - 1.0)
@@ -148,14 +155,13 @@ def _run(step, table: np.ndarray, *, tol: float, adaptive: bool, check_every: in
         out.history.append(value)
         if not np.isfinite(value):
             out.diverged = True
-            return out
+            return
         if rcond is not None:
             visible = value < visible_floor
         out.predicted = predicted_error(row, value / slope)
         if visible and out.predicted <= tol:
             out.converged = True
-            return out
-    return out
+            return
 
 
 # ---------------------------------------------------------------------------------
