@@ -108,10 +108,11 @@ def solve_sylvester(A: Any, B: Any, C: Any, *, method: str = "auto",
     Newton iteration ``Z ← (μZ + (μZ)⁻¹)/2`` on this block matrix is carried out
     block by block, ``A ← (μA + A⁻¹/μ)/2``, ``B ← (μB + B⁻¹/μ)/2``,
     ``C ← (μC + A⁻¹CB⁻¹/μ)/2``, with one Frobenius-norm scaling μ for the whole block
-    (switched off near convergence), and stops when the update is small enough that
-    the next error, its square, is below ``tol``; on the GPU the last steps are the
-    inverse-free Newton–Schulz steps ``Z ← Z(3I − Z²)/2``, stopped on the residual
-    ``‖Z² − I‖``. The traces of the converged sign blocks must be ±n and ±m with one
+    (switched off near convergence). Once the relative update is below 10⁻² (CPU) or
+    0.1 (GPU) the last steps are the inverse-free Newton–Schulz steps
+    ``Z ← Z(3I − Z²)/2``, stopped on the measured residual ``‖Z² − I‖`` (the final step
+    is needed only for C); Newton itself stops when its update is small enough that the next
+    error, its square, is below ``tol``. The traces of the converged sign blocks must be ±n and ±m with one
     sign: that is how ``"auto"`` detects that the method applies. Cost per Newton
     step ``≈ 2n³ + 2m³ + 2nm(n + m)`` flops (two inverses, two products), typically
     6–10 steps; Lyapunov needs one inverse per step. ``"schur"`` costs about
