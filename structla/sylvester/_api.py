@@ -221,9 +221,10 @@ def _sign_failure(status: dict[str, Any], bad: np.ndarray, n: int, m: int, max_i
     i = int(np.flatnonzero(bad)[0])
     where = f" (batch problem {i})" if bad.size > 1 else ""
     pair = "A (B = Aᴴ)" if lyapunov else "A and B"
+    either = "A" if lyapunov else "A or B"
     if not status["finite"][i]:
         return (f"sign method{where}: a Newton iterate became singular or non-finite, so "
-                f"{pair} has an eigenvalue on (or numerically on) the imaginary axis and "
+                f"{either} has an eigenvalue on (or numerically on) the imaginary axis and "
                 "sign([[A, C], [0, -B]]) is undefined (or the input holds NaN/Inf)")
     if not status["converged"][i]:
         return (f"sign method{where}: the iteration did not converge in max_iter={max_iter} "
