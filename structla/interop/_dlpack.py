@@ -76,6 +76,8 @@ def from_numpy_or_cupy(a: Any, dtype: Any = None, device: Any = None) -> Any:
             a = a.copy()  # torch has no read-only tensors and no negative strides
         out = torch.from_numpy(a)
     else:
+        if any(st < 0 for st in a.strides):
+            a = a.copy()  # torch's DLPack import aborts the process on negative strides
         out = torch.from_dlpack(a)
     if device is not None and out.device != torch.device(device):
         raise RuntimeError(f"internal error: result on {out.device}, expected {device}")
