@@ -15,11 +15,16 @@ print(elapsed, 'numba' in sys.modules, 'cupy' in sys.modules, 'llvmlite' in sys.
 
 
 def test_import_is_light():
-    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
-    elapsed, numba, cupy, llvmlite = out.stdout.split()
-    assert numba == "False" and llvmlite == "False", "import structla imported numba"
-    assert cupy == "False", "import structla imported cupy"
-    assert float(elapsed) < 0.5, f"import structla took {float(elapsed):.3f} s"
+    # best of three fresh interpreters: one slow start on a busy machine is not the library
+    times = []
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+                             check=True)
+        elapsed, numba, cupy, llvmlite = out.stdout.split()
+        assert numba == "False" and llvmlite == "False", "import structla imported numba"
+        assert cupy == "False", "import structla imported cupy"
+        times.append(float(elapsed))
+    assert min(times) < 0.5, f"import structla took {min(times):.3f} s (best of 3)"
 
 
 def test_all_names_exist_and_are_unique():
