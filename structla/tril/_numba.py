@@ -192,7 +192,7 @@ def tril_dlr_matmul(diag, q, k, x, log_decay):
     return _recursive(diag, q, k, x, log_decay, False)
 
 
-@kernel(parallel=True)
+@kernel
 def _inv_chunks(blocks, qa, kt, last, y):
     """``y = T⁻¹`` for one problem by chunks (MATH A5), given the diagonal blocks' inverses.
 
@@ -200,6 +200,9 @@ def _inv_chunks(blocks, qa, kt, last, y):
     with ``W = Y_II diag(a) Q_I``; the state moves on by the d×d matrix ``last·I − K̃ᵀW``
     (cheaper than ``K̃ᵀ Y_{I,:s}`` once the chunk is longer than d). Plain loops rather than
     BLAS calls: many mid-sized multithreaded BLAS calls collapse on a busy 2-core machine.
+    Serial on purpose: the ~6 parallel regions per chunk each wait for the slowest thread,
+    which on a shared 2-core machine cost more than they gained (measured 1.0 s vs 0.4 s
+    at n = 4096, d = 64).
     """
     nc, c, d = qa.shape
     n = y.shape[0]
@@ -211,39 +214,39 @@ def _inv_chunks(blocks, qa, kt, last, y):
     for chunk in range(nc):
         s = chunk * c
         size = min(n, s + c) - s
-        for i in prange(size):
+        for i in range(size):
             for j in range(i + 1):
                 y[s + i, s + j] = blocks[chunk, i, j]
         if s > 0:
-            for i in prange(size):
+            for i in range(size):
                 for r in range(d):
                     acc = zero
                     for l in range(i + 1):
                         acc += blocks[chunk, i, l] * qa[chunk, l, r]
                     w[i, r] = acc
-            for i in prange(size):
+            for i in range(size):
                 for r in range(d):
                     wr = -w[i, r]
                     for j in range(s):
                         y[s + i, j] += wr * z[r, j]
-            for a in prange(d):
+            for a in range(d):
                 for b in range(d):
                     acc = zero
                     for i in range(size):
                         acc += kt[chunk, i, a] * w[i, b]
                     step[a, b] = -acc
                 step[a, a] += last[chunk]
-            for a in prange(d):
+            for a in range(d):
                 for j in range(s):
                     tmp[a, j] = 0
                 for b in range(d):
                     sab = step[a, b]
                     for j in range(s):
                         tmp[a, j] += sab * z[b, j]
-            for a in prange(d):
+            for a in range(d):
                 for j in range(s):
                     z[a, j] = tmp[a, j]
-        for a in prange(d):
+        for a in range(d):
             for j in range(size):
                 acc = zero
                 for i in range(j, size):
@@ -272,7 +275,7 @@ def _inv_chunked_one(diag, q, k, log_decay, chunk, y):
 
 
 def tril_dlr_inv(diag, q, k, log_decay, *, method="auto", chunk=None):
-    """``T⁻¹``, Θ(n²·d): row recursion for small n, chunked BLAS form for large n."""
+    """``T⁻¹``, Θ(n²·d): row recursion for small n (parallel over the batch), chunked form above."""
     count, n, _ = q.shape
     y = np.zeros((count, n, n), dtype=q.dtype)
     if y.size == 0:
