@@ -19,11 +19,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from numpy.polynomial import legendre  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from numpy.polynomial import legendre
 
-import structla  # noqa: E402
+import structla
 
 
 def signal(t):
