@@ -63,15 +63,15 @@ __all__ = [
     "LinAlgError",
     "NotConvergedWarning",
     # tril
-    # cauchy
-    "cauchy",
-    "vandermonde",
     "TrilDLR",
     "tril_dlr_dense",
     "tril_dlr_inv",
     "tril_dlr_matmul",
     "tril_dlr_solve",
     "ut_transform",
+    # cauchy
+    "cauchy",
+    "vandermonde",
     # hippo
     "NPLR",
     "discretize",
