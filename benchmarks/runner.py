@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import datetime
+import functools
 import importlib
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -49,12 +51,14 @@ def machine_name(device: str) -> str:
                 break
     except OSError:
         pass
-    import os
-
     return f"{model} x{os.cpu_count()}"
 
 
+@functools.cache
 def _commit() -> str:
+    """The checkout's commit, read once per run (``STRUCTLA_COMMIT`` where there is no .git)."""
+    if os.environ.get("STRUCTLA_COMMIT"):
+        return os.environ["STRUCTLA_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True,
                               capture_output=True, check=True).stdout.strip()
