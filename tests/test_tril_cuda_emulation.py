@@ -11,16 +11,11 @@ poisoned with NaN and compared with a double-precision host computation. The rea
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from cuda_emulation import assert_within_bounds, build_and_run
 
-from structla._core.cuda import INCLUDE_DIR
-
-CXX = shutil.which("g++") or shutil.which("clang++")
 SOURCE = Path(__file__).resolve().parent.parent / "structla" / "tril" / "tril.cu"
 
 HARNESS = r"""
@@ -217,25 +212,10 @@ CHECKS_PER_DTYPE = 16
 
 @pytest.fixture(scope="module")
 def emulation_output(tmp_path_factory):
-    if CXX is None:
-        pytest.skip("no host C++ compiler")
-    work = tmp_path_factory.mktemp("tril_cuda_emulation")
-    harness = work / "harness.cpp"
-    harness.write_text(HARNESS)
-    binary = work / "harness"
-    build = subprocess.run(
-        [CXX, "-O1", "-std=c++20", "-w", f"-I{INCLUDE_DIR}", f"-DTRIL_CU=\"{SOURCE}\"",
-         "-o", str(binary), str(harness), "-lpthread"], capture_output=True, text=True)
-    if build.returncode != 0 and "barrier" in build.stderr:
-        pytest.skip("host C++ compiler without C++20 <barrier>")
-    assert build.returncode == 0, build.stderr
-    run = subprocess.run([str(binary)], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
-    return run.stdout.splitlines()
+    harness = HARNESS
+    return build_and_run(tmp_path_factory.mktemp("tril_cuda_emulation"), harness, "TRIL_CU", SOURCE,
+                         timeout=600)
 
 
 def test_emulated_kernels_match_double_precision(emulation_output):
-    ratios = [(line, float(re.search(r"ratio=(\S+)", line).group(1))) for line in emulation_output]
-    assert len(ratios) == 4 * CHECKS_PER_DTYPE
-    bad = [line for line, ratio in ratios if not ratio <= 1.0]
-    assert not bad, "error above the bound (or an unwritten NaN entry):\n" + "\n".join(bad)
+    assert_within_bounds(emulation_output, 4 * CHECKS_PER_DTYPE)
