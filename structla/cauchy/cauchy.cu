@@ -12,6 +12,42 @@
 namespace structla_cauchy {
 constexpr int NODES_PER_THREAD = 4;  // = NODES_PER_THREAD in _cupy.py
 constexpr int POLE_CHUNK = 256;
+
+// 1/x for a squared modulus x. In single precision an IEEE reciprocal is a multi-instruction
+// sequence; the approximate one (one MUFU op, under 2 ulp) is exact enough for a sum whose
+// error bound is already eps * (number of terms), but it returns 0 above 2^126 and flushes
+// subnormal inputs. The kernel therefore tracks the range of every x it inverts and recomputes
+// the (rare) nodes whose x left [SAFE_LO, SAFE_HI] with IEEE division.
+template <typename R> struct reciprocal;
+template <> struct reciprocal<float> {
+    static constexpr float SAFE_LO = 1e-36f, SAFE_HI = 1e36f;
+    __device__ static float fast(float x) { return __fdividef(1.0f, x); }
+};
+template <> struct reciprocal<double> {
+    static constexpr double SAFE_LO = 1e-300, SAFE_HI = 1e300;
+    __device__ static double fast(double x) { return 1.0 / x; }
+};
+
+// The row's whole sum at one node with one IEEE division per fraction: the slow, safe path.
+template <typename T>
+__device__ __noinline__ T cauchy_node_exact(const T* v, const T* w, T node, int n, int conj_pairs) {
+    typedef typename sl::real_of<T>::type R;
+    R ar = 0, ai = 0;
+    for (int i = 0; i < n; ++i) {
+        const R vr = v[i].re, vi = v[i].im, wr = w[i].re, wi = w[i].im;
+        const R dr = node.re - wr, d1 = node.im - wi;
+        const R s1 = R(1) / (dr * dr + d1 * d1);
+        ar += (vr * dr + vi * d1) * s1;
+        ai += (vi * dr - vr * d1) * s1;
+        if (conj_pairs) {
+            const R d2 = node.im + wi;
+            const R s2 = R(1) / (dr * dr + d2 * d2);
+            ar += (vr * dr - vi * d2) * s2;
+            ai -= (vi * dr + vr * d2) * s2;
+        }
+    }
+    return T(ar, ai);
+}
 }  // namespace structla_cauchy
 
 // k[row, l] = sum_i v[row, i] / (z[row, l] - w[row, i])  (+ conj(v)/(z - conj(w)) if conj_pairs).
@@ -23,11 +59,15 @@ __global__ void cauchy_kernel(const T* __restrict__ v, const T* __restrict__ w,
                               T* __restrict__ out, int count, int n, int length, int conj_pairs) {
     using namespace structla_cauchy;
     typedef typename sl::real_of<T>::type R;
+    typedef reciprocal<R> rcp;
     __shared__ R sh_vr[POLE_CHUNK], sh_vi[POLE_CHUNK], sh_wr[POLE_CHUNK], sh_wi[POLE_CHUNK];
     const long long first = (long long)blockIdx.x * blockDim.x * NODES_PER_THREAD + threadIdx.x;
     for (int row = blockIdx.y; row < count; row += gridDim.y) {
         const T* zrow = z + row * z_row_stride;
         R zr[NODES_PER_THREAD], zi[NODES_PER_THREAD], ar[NODES_PER_THREAD], ai[NODES_PER_THREAD];
+        R lo[NODES_PER_THREAD], hi[NODES_PER_THREAD];  // range of the inverted squared moduli
+        R zi2[NODES_PER_THREAD];
+        bool imaginary = true;  // all of this thread's nodes on the imaginary axis
 #pragma unroll
         for (int q = 0; q < NODES_PER_THREAD; ++q) {
             const long long l = first + (long long)q * blockDim.x;
@@ -36,6 +76,10 @@ __global__ void cauchy_kernel(const T* __restrict__ v, const T* __restrict__ w,
             zi[q] = node.im;
             ar[q] = 0;
             ai[q] = 0;
+            lo[q] = rcp::SAFE_HI;
+            hi[q] = rcp::SAFE_LO;
+            zi2[q] = node.im * node.im;
+            imaginary = imaginary && node.re == R(0);
         }
         for (int c0 = 0; c0 < n; c0 += POLE_CHUNK) {
             const int m = min(POLE_CHUNK, n - c0);
@@ -49,34 +93,74 @@ __global__ void cauchy_kernel(const T* __restrict__ v, const T* __restrict__ w,
                 sh_wi[i] = wi.im;
             }
             __syncthreads();
-            for (int i = 0; i < m; ++i) {
-                const R vr = sh_vr[i], vi = sh_vi[i], wr = sh_wr[i], wi = sh_wi[i];
-                if (conj_pairs) {
-                    // v/(z - w) + conj(v)/(z - conj(w)): both differences share Re(z - w).
+            if (conj_pairs && imaginary) {
+                // S4's nodes z = i zi: with zr = 0 the pair's denominator is
+                // (|w|^2 - zi^2) - 2i wr zi and its numerator 2[-Re(v conj(w)) + i vr zi], so
+                // the per-pole parts are hoisted and a pair-node costs about a dozen operations.
+                for (int i = 0; i < m; ++i) {
+                    const R vr = sh_vr[i], vi = sh_vi[i], wr = sh_wr[i], wi = sh_wi[i];
+                    const R modulus2 = wr * wr + wi * wi, minus_2wr = -2 * wr;
+                    const R nr = -(vr * wr + vi * wi);
+#pragma unroll
+                    for (int q = 0; q < NODES_PER_THREAD; ++q) {
+                        const R er = modulus2 - zi2[q], ei = minus_2wr * zi[q];
+                        const R den2 = er * er + ei * ei;
+                        lo[q] = min(lo[q], den2);
+                        hi[q] = max(hi[q], den2);
+                        const R s = rcp::fast(den2);
+                        const R ni = vr * zi[q];
+                        ar[q] += (nr * er + ni * ei) * s;
+                        ai[q] += (ni * er - nr * ei) * s;
+                    }
+                }
+            } else if (conj_pairs) {
+                // v/(z - w) + conj(v)/(z - conj(w)) as one fraction: the denominator
+                // (z - w)(z - conj(w)) = (dr^2 - d1 d2) + i dr (d1 + d2) costs one reciprocal
+                // per pair; the numerator is 2[(vr dr - vi wi) + i vr zi] (the factor 2 is
+                // applied at the store).
+                for (int i = 0; i < m; ++i) {
+                    const R vr = sh_vr[i], vi = sh_vi[i], wr = sh_wr[i], wi = sh_wi[i];
+                    const R vw = vi * wi;
 #pragma unroll
                     for (int q = 0; q < NODES_PER_THREAD; ++q) {
                         const R dr = zr[q] - wr, d1 = zi[q] - wi, d2 = zi[q] + wi;
-                        const R dr2 = dr * dr;
-                        const R s1 = R(1) / (dr2 + d1 * d1);
-                        const R s2 = R(1) / (dr2 + d2 * d2);
-                        ar[q] += (vr * dr + vi * d1) * s1 + (vr * dr - vi * d2) * s2;
-                        ai[q] += (vi * dr - vr * d1) * s1 - (vi * dr + vr * d2) * s2;
+                        const R er = dr * dr - d1 * d2, ei = dr * (d1 + d2);
+                        const R den2 = er * er + ei * ei;
+                        lo[q] = min(lo[q], den2);
+                        hi[q] = max(hi[q], den2);
+                        const R s = rcp::fast(den2);
+                        const R nr = vr * dr - vw, ni = vr * zi[q];
+                        ar[q] += (nr * er + ni * ei) * s;
+                        ai[q] += (ni * er - nr * ei) * s;
                     }
-                } else {
+                }
+            } else {
+                for (int i = 0; i < m; ++i) {
+                    const R vr = sh_vr[i], vi = sh_vi[i], wr = sh_wr[i], wi = sh_wi[i];
 #pragma unroll
                     for (int q = 0; q < NODES_PER_THREAD; ++q) {
                         const R dr = zr[q] - wr, di = zi[q] - wi;
-                        const R s = R(1) / (dr * dr + di * di);
+                        const R den2 = dr * dr + di * di;
+                        lo[q] = min(lo[q], den2);
+                        hi[q] = max(hi[q], den2);
+                        const R s = rcp::fast(den2);
                         ar[q] += (vr * dr + vi * di) * s;
                         ai[q] += (vi * dr - vr * di) * s;
                     }
                 }
             }
         }
+        const R factor = conj_pairs ? R(2) : R(1);
 #pragma unroll
         for (int q = 0; q < NODES_PER_THREAD; ++q) {
             const long long l = first + (long long)q * blockDim.x;
-            if (l < length) out[(long long)row * length + l] = T(ar[q], ai[q]);
+            if (l >= length) continue;
+            T k(factor * ar[q], factor * ai[q]);
+            if (!(lo[q] >= rcp::SAFE_LO && hi[q] <= rcp::SAFE_HI)) {
+                k = cauchy_node_exact(v + (long long)row * n, w + (long long)row * n,
+                                      T(zr[q], zi[q]), n, conj_pairs);
+            }
+            out[(long long)row * length + l] = k;
         }
     }
 }
