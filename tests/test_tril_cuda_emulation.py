@@ -3,8 +3,10 @@
 CI has no GPU; nvcc (test_cuda_sources.py) catches syntax and template errors only. Here the
 unmodified kernels are compiled as host C++ and launched block by block with the thread
 counts and buffers ``_cupy.py`` uses: ``tril_block_inv`` in its three memory modes (shared,
-half shared, global work buffer) for block sizes 1 … 200, with and without λ, row/column
-scales and log-decays, and ``tril_state_scan`` with several column tiles. Outputs are
+half shared, global work buffer) for block sizes 1 … 200, ``tril_block_inv_small`` (the
+tiled kernel for C ≤ 64: padded sizes 16, 32, 64 and odd C, several key tiles, the UT
+transform with q and k one buffer), with and without λ, row/column scales and log-decays,
+and ``tril_state_scan`` with several column tiles. Outputs are
 poisoned with NaN and compared with a double-precision host computation. The real-GPU tests
 (``-m gpu``) remain the final word.
 """
@@ -28,6 +30,7 @@ HARNESS = r"""
 #include <cstring>
 #include <random>
 #include <thread>
+#include <type_traits>
 #include <vector>
 #define __global__
 #define __device__
@@ -42,6 +45,7 @@ unsigned char* g_shared;
 inline void __syncthreads() { g_barrier->arrive_and_wait(); }
 using std::min; using std::exp; using std::fma; using std::fabs;
 inline void sincos(double x, double* s, double* c) { *s = std::sin(x); *c = std::cos(x); }
+struct float4 { float x, y, z, w; };
 #define STRUCTLA_DYNAMIC_SHARED(name) unsigned char* name = g_shared
 #include TRIL_CU
 
@@ -75,7 +79,17 @@ template <class T> double eps() {
     return std::numeric_limits<typename sl::real_of<T>::type>::epsilon();
 }
 
-// One configuration of the block inverse in one memory mode; prints the error ratio.
+// Dynamic shared memory of tril_block_inv_small, as _cupy._small_shared_bytes computes it.
+template <class T> size_t small_shared(int c, bool same) {
+    const int padded = c <= 16 ? 16 : c <= 32 ? 32 : 64;
+    const int stride = std::is_same<T, float>::value ? 36 : 33;
+    const size_t tiles = (same ? 1 : 2) * size_t(padded) * stride;
+    const size_t matrix = size_t(padded) * padded + size_t(padded / 2) * (padded / 2);
+    return 8 * padded + std::max(tiles, matrix) * sizeof(T);
+}
+
+// One configuration of the block inverse in one memory mode (3: tril_block_inv_small, with
+// q and k one buffer for the UT transform); prints the error ratio.
 template <class T> void check_block_inv(int nb, int c, int d, int mode, bool has_diag, bool ut, bool decay) {
     typedef typename sl::real_of<T>::type R;
     std::mt19937 rng(nb * 131 + c * 7 + d + mode);
@@ -103,14 +117,23 @@ template <class T> void check_block_inv(int nb, int c, int d, int mode, bool has
         }
     }
     std::vector<T> out(nb * c * c, make<T>(NAN, NAN)), work(mode == 2 ? nb * c * c : 0, make<T>(NAN, NAN));
-    const int threads = c <= 128 ? 128 : 256;
-    const size_t cum = ((8 * c + 15) / 16) * 16;
-    const size_t shared = cum + (mode == 0 ? 2 : mode == 1 ? 1 : 0) * size_t(c) * c * sizeof(T);
-    launch(nb, 1, threads, shared, [&] {
-        tril_block_inv<T>(nb, c, d, mode, has_diag ? diag.data() : nullptr, ut ? scale.data() : nullptr,
-                          q.data(), k.data(), decay ? logd.data() : nullptr, ut ? scale.data() : nullptr,
-                          out.data(), mode == 2 ? work.data() : nullptr);
-    });
+    if (mode == 3) {
+        const T* qp = ut ? k.data() : q.data();
+        launch(nb, 1, 256, small_shared<T>(c, ut), [&] {
+            tril_block_inv_small<T>(nb, c, d, has_diag ? diag.data() : nullptr, ut ? scale.data() : nullptr,
+                                    qp, k.data(), decay ? logd.data() : nullptr,
+                                    ut ? scale.data() : nullptr, out.data());
+        });
+    } else {
+        const int threads = c <= 128 ? 128 : 256;
+        const size_t cum = ((8 * c + 15) / 16) * 16;
+        const size_t shared = cum + (mode == 0 ? 2 : mode == 1 ? 1 : 0) * size_t(c) * c * sizeof(T);
+        launch(nb, 1, threads, shared, [&] {
+            tril_block_inv<T>(nb, c, d, mode, has_diag ? diag.data() : nullptr, ut ? scale.data() : nullptr,
+                              q.data(), k.data(), decay ? logd.data() : nullptr, ut ? scale.data() : nullptr,
+                              out.data(), mode == 2 ? work.data() : nullptr);
+        });
+    }
     double worst = 0;
     for (int b = 0; b < nb; ++b) {
         std::vector<double> cumd(c);
@@ -194,6 +217,15 @@ template <class T> void all_checks() {
         check_block_inv<T>(1, 65, 4, mode, true, false, false);
     }
     check_block_inv<T>(1, 200, 5, 2, false, true, true);  // 256 threads, columns beyond one pass
+    check_block_inv<T>(1, 128, 8, 1, false, true, true);  // C = 128 takes the general kernel
+    // tril_block_inv_small: padded sizes 16, 32, 64, odd C, d across several tiles and partial
+    check_block_inv<T>(2, 16, 32, 3, false, true, true);
+    check_block_inv<T>(1, 32, 64, 3, false, true, false);
+    check_block_inv<T>(2, 64, 64, 3, false, true, true);
+    check_block_inv<T>(1, 64, 45, 3, true, false, true);
+    check_block_inv<T>(1, 37, 70, 3, true, false, false);
+    check_block_inv<T>(1, 5, 3, 3, true, false, true);
+    check_block_inv<T>(1, 1, 1, 3, false, true, false);
     check_state_scan<T>(2, 3, 4, 5);
     check_state_scan<T>(1, 4, 3, 70);  // three column tiles, the last partial
     check_state_scan<T>(2, 1, 1, 1);
@@ -207,7 +239,7 @@ int main() {
 }
 """
 
-CHECKS_PER_DTYPE = 16
+CHECKS_PER_DTYPE = 24
 
 
 @pytest.fixture(scope="module")

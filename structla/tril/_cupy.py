@@ -23,6 +23,8 @@ _SOLVE_CHUNK = 64
 _INV_CHUNK = 128
 _SHARED_LIMIT = 48 * 1024  # dynamic shared memory usable without an opt-in
 _NULL = np.uint64(0)
+_SMALL_THREADS = 256  # SMALL_THREADS of tril.cu
+_SMALL_TILE = 32  # SMALL_TILE of tril.cu
 
 
 def _empty(shape, dtype):
@@ -32,6 +34,23 @@ def _empty(shape, dtype):
 
 def _or_null(x):
     return _NULL if x is None else x
+
+
+def _small_shared_bytes(c, dtype, same):
+    """Dynamic shared memory of ``tril_block_inv_small`` for blocks of size c, or None where
+    that kernel does not apply (c > 64, or more than the 48 KiB usable without an opt-in).
+
+    The layout mirrors the kernel: chunk-local sums (``padded`` doubles), then the Q and K
+    tiles, later reused for the padded matrix and the merges' scratch.
+    """
+    if c > 64:
+        return None
+    padded = 16 if c <= 16 else 32 if c <= 32 else 64
+    stride = _SMALL_TILE + 4 if dtype == np.float32 else _SMALL_TILE + 1
+    tiles = (1 if same else 2) * padded * stride
+    matrix = padded * padded + (padded // 2) ** 2
+    shared = 8 * padded + max(tiles, matrix) * dtype.itemsize
+    return shared if shared <= _SHARED_LIMIT else None
 
 
 def block_inverse(diag, rowscale, q, k, log_decay, colscale):
@@ -46,6 +65,14 @@ def block_inverse(diag, rowscale, q, k, log_decay, colscale):
     if out.size == 0:
         return out
     item = dtype.itemsize
+    shared = _small_shared_bytes(c, dtype, q is k)
+    if shared is not None:
+        kernel = get_kernel("tril", "tril.cu", "tril_block_inv_small", dtype)
+        launch(kernel, nb, _SMALL_THREADS,
+               (np.int64(nb), np.int32(c), np.int32(d), _or_null(diag), _or_null(rowscale), q, k,
+                _or_null(log_decay), _or_null(colscale), out),
+               shared_mem=shared)
+        return out
     cum_bytes = -(-8 * c // 16) * 16
     work = None
     if cum_bytes + 2 * c * c * item <= _SHARED_LIMIT:

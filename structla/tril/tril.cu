@@ -3,6 +3,8 @@
 // tril_block_inv: one thread block per small block T_b = diag(λ) + tril((diag(s) Q Kᵀ) ⊙ Γ, -1),
 //   writes T_b⁻¹ diag(c) (the UT transform when λ = 1, s = c = β, Q = K). Any block size C;
 //   the matrix and its inverse live in shared memory when they fit, else in global memory.
+// tril_block_inv_small: the same for C ≤ 64, tiled (Gram matrix in registers, inverse by
+//   merging 16×16 diagonal blocks); the fast path of the UT transform and the chunked solve.
 // tril_state_scan: the sequential part of the chunked solve, Z_{I+1} = M_I Z_I + V_I, one
 //   thread block per (sequence, tile of right-hand-side columns), the state in shared memory.
 #include <structla/complex.cuh>
@@ -103,6 +105,210 @@ __global__ void tril_block_inv(long long nblocks, int C, int d, int mode,
             if (colscale != nullptr) v = v * colscale[b * C + j];
             ob[idx] = v;
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// tril_block_inv_small: the same blocks as tril_block_inv for C ≤ 64, one thread block of 256
+// threads per block, padded to CP ∈ {16, 32, 64} with identity rows (the inverse of
+// diag(T_b, I) is diag(T_b⁻¹, I)):
+//   1. the Gram matrix Q Kᵀ from tiles of 32 columns of Q and K in shared memory, each thread
+//      holding a (CP/16)² register tile (rows ty + 16a, columns tx + 16b: conflict-free reads);
+//   2. scales and decays (exponent differences of chunk-local sums, never exp of a sum), the
+//      matrix written once into shared memory (over the dead tiles);
+//   3. the 16×16 diagonal blocks inverted by forward substitution in registers;
+//   4. merges X₂₁ = −X₂₂ (A₂₁ X₁₁) of neighbouring blocks of 16, 32, … (inverse of a 2×2
+//      block lower-triangular matrix), two small products per level;
+//   5. coalesced stores of T_b⁻¹ diag(c).
+// Sums run in T: every block Xᵢⱼ formed is a block of the final inverse.
+// ---------------------------------------------------------------------------------------------
+
+// Row stride of the Q/K tiles: 36 floats keeps rows 16-byte aligned for vector reads and
+// spreads 16 consecutive rows over all banks; 33 for the scalar reads of other types.
+template <typename T> struct tile_stride { static constexpr int value = 33; };
+template <> struct tile_stride<float> { static constexpr int value = 36; };
+
+template <typename T> __device__ inline void load4(const T* p, T (&v)[4]) {
+    v[0] = p[0]; v[1] = p[1]; v[2] = p[2]; v[3] = p[3];
+}
+template <> __device__ inline void load4<float>(const float* p, float (&v)[4]) {
+    const float4 x = *reinterpret_cast<const float4*>(p);
+    v[0] = x.x; v[1] = x.y; v[2] = x.z; v[3] = x.w;
+}
+
+constexpr int SMALL_THREADS = 256;
+constexpr int SMALL_TILE = 32;  // columns of Q and K per shared-memory tile
+
+template <typename T, int CP>
+__device__ void small_block_inv(long long b, int C, int d,
+                                const T* __restrict__ diag, const T* __restrict__ rowscale,
+                                const T* __restrict__ q, const T* __restrict__ k,
+                                const typename sl::real_of<T>::type* __restrict__ logd,
+                                const T* __restrict__ colscale, T* __restrict__ out,
+                                unsigned char* smem) {
+    typedef typename sl::real_of<T>::type R;
+    constexpr int NT = CP / 16;  // register tile edge
+    constexpr int S = tile_stride<T>::value;
+    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    double* cum = reinterpret_cast<double*>(smem);
+    T* Qs = reinterpret_cast<T*>(smem + CP * sizeof(double));
+    const bool same = q == k;
+    T* Ks = same ? Qs : Qs + CP * S;
+    T* X = Qs;                 // CP×CP, over the tiles once the Gram matrix is in registers
+    T* tmp = X + CP * CP;      // CP/2 × CP/2 scratch of the merges
+    const T* qb = q + b * (long long)C * d;
+    const T* kb = k + b * (long long)C * d;
+
+    if (tid == 0) {
+        double s = 0.0;
+        for (int i = 0; i < CP; ++i) {
+            if (logd != nullptr && i < C) s += (double)logd[b * C + i];
+            cum[i] = s;
+        }
+    }
+    T acc[NT][NT];
+#pragma unroll
+    for (int a = 0; a < NT; ++a)
+#pragma unroll
+        for (int c = 0; c < NT; ++c) acc[a][c] = T(0);
+    for (int r0 = 0; r0 < d; r0 += SMALL_TILE) {
+        __syncthreads();  // previous tile consumed
+#pragma unroll
+        for (int e = 0; e < CP * SMALL_TILE / SMALL_THREADS; ++e) {
+            const int idx = tid + e * SMALL_THREADS;
+            const int row = idx / SMALL_TILE, col = idx % SMALL_TILE;
+            const bool inside = row < C && r0 + col < d;
+            const long long at = (long long)row * d + r0 + col;
+            Qs[row * S + col] = inside ? qb[at] : T(0);
+            if (!same) Ks[row * S + col] = inside ? kb[at] : T(0);
+        }
+        __syncthreads();
+#pragma unroll 1
+        for (int r = 0; r < SMALL_TILE; r += 4) {
+            T qa[NT][4], kc[NT][4];
+#pragma unroll
+            for (int a = 0; a < NT; ++a) load4(Qs + (ty + 16 * a) * S + r, qa[a]);
+#pragma unroll
+            for (int c = 0; c < NT; ++c) load4(Ks + (tx + 16 * c) * S + r, kc[c]);
+#pragma unroll
+            for (int u = 0; u < 4; ++u)
+#pragma unroll
+                for (int a = 0; a < NT; ++a)
+#pragma unroll
+                    for (int c = 0; c < NT; ++c) acc[a][c] = sl::fma_acc(acc[a][c], qa[a][u], kc[c][u]);
+        }
+    }
+    __syncthreads();  // tiles dead: X may overwrite them
+#pragma unroll
+    for (int a = 0; a < NT; ++a) {
+        const int i = ty + 16 * a;
+#pragma unroll
+        for (int c = 0; c < NT; ++c) {
+            const int j = tx + 16 * c;
+            T v = T(0);
+            if (i >= C || j >= C) {
+                if (i == j) v = T(1);
+            } else if (i > j) {
+                v = acc[a][c];
+                if (rowscale != nullptr) v = v * rowscale[b * C + i];
+                if (logd != nullptr) v = v * (R)exp((R)(cum[i] - cum[j]));
+            } else if (i == j) {
+                v = diag != nullptr ? diag[b * C + i] : T(1);
+            }
+            X[i * CP + j] = v;
+        }
+    }
+    __syncthreads();
+    // Diagonal blocks of 16: thread (block p, column c) solves L_pp y = e_c in registers.
+    {
+        T y[16];
+        const int p = tid / 16, c = tid % 16;
+        if (p < NT) {
+            const T* L = X + (16 * p) * CP + 16 * p;
+#pragma unroll
+            for (int i = 0; i < 16; ++i) {
+                T s = i == c ? T(1) : T(0);
+#pragma unroll
+                for (int l = 0; l < i; ++l) s = s - L[i * CP + l] * y[l];
+                y[i] = s / L[i * CP + i];
+            }
+        }
+        __syncthreads();
+        if (p < NT) {
+            T* Y = X + (16 * p) * CP + 16 * p;
+#pragma unroll
+            for (int i = 0; i < 16; ++i) Y[i * CP + c] = y[i];
+        }
+        __syncthreads();
+    }
+    // Merges: at level s, CP/(2s) pairs; thread column J of the CP/2 merged columns, rows
+    // i0, i0 + 512/CP, … of the s rows.
+    constexpr int HALF = CP / 2;
+    constexpr int ISTEP = SMALL_THREADS / (HALF > 0 ? HALF : 1);
+    const int J = tid % HALF, i0 = tid / HALF;
+#pragma unroll
+    for (int s = 16; s < CP; s *= 2) {
+        const int g = J / s, j = J % s;
+        const int c0 = 2 * g * s, r0 = c0 + s;
+        constexpr int MAXR = CP * CP / 1024 > 0 ? CP * CP / 1024 : 1;
+        const int rows = s / ISTEP;
+        T part[MAXR];
+        // tmp = A₂₁ X₁₁ (X₁₁ lower triangular: l ≥ j)
+#pragma unroll
+        for (int t = 0; t < MAXR; ++t) part[t] = T(0);
+        for (int l = j; l < s; ++l) {
+            const T x = X[(c0 + l) * CP + c0 + j];
+#pragma unroll
+            for (int t = 0; t < MAXR; ++t)
+                if (t < rows) part[t] = sl::fma_acc(part[t], X[(r0 + i0 + t * ISTEP) * CP + c0 + l], x);
+        }
+#pragma unroll
+        for (int t = 0; t < MAXR; ++t)
+            if (t < rows) tmp[(i0 + t * ISTEP) * HALF + J] = part[t];
+        __syncthreads();
+        // X₂₁ = −X₂₂ tmp (X₂₂ lower triangular: l ≤ i)
+#pragma unroll
+        for (int t = 0; t < MAXR; ++t) part[t] = T(0);
+        for (int l = 0; l < s; ++l) {
+            const T x = tmp[l * HALF + J];
+#pragma unroll
+            for (int t = 0; t < MAXR; ++t) {
+                const int i = i0 + t * ISTEP;
+                if (t < rows && l <= i) part[t] = sl::fma_acc(part[t], X[(r0 + i) * CP + r0 + l], x);
+            }
+        }
+#pragma unroll
+        for (int t = 0; t < MAXR; ++t)
+            if (t < rows) X[(r0 + i0 + t * ISTEP) * CP + c0 + j] = -part[t];
+        __syncthreads();
+    }
+    T* ob = out + b * (long long)C * C;
+    for (int idx = tid; idx < C * C; idx += SMALL_THREADS) {
+        const int i = idx / C, j = idx - i * C;
+        T v = X[i * CP + j];
+        if (colscale != nullptr) v = v * colscale[b * C + j];
+        ob[idx] = v;
+    }
+}
+
+template <typename T>
+__global__ void tril_block_inv_small(long long nblocks, int C, int d,
+                                     const T* __restrict__ diag,      // (nblocks, C) or null: ones
+                                     const T* __restrict__ rowscale,  // (nblocks, C) or null: ones
+                                     const T* __restrict__ q,         // (nblocks, C, d)
+                                     const T* __restrict__ k,         // (nblocks, C, d)
+                                     const typename sl::real_of<T>::type* __restrict__ logd,
+                                     const T* __restrict__ colscale,  // (nblocks, C) or null: ones
+                                     T* __restrict__ out) {           // (nblocks, C, C)
+    STRUCTLA_DYNAMIC_SHARED(smem);
+    const long long b = blockIdx.x;
+    if (b >= nblocks) return;
+    if (C <= 16) {
+        small_block_inv<T, 16>(b, C, d, diag, rowscale, q, k, logd, colscale, out, smem);
+    } else if (C <= 32) {
+        small_block_inv<T, 32>(b, C, d, diag, rowscale, q, k, logd, colscale, out, smem);
+    } else {
+        small_block_inv<T, 64>(b, C, d, diag, rowscale, q, k, logd, colscale, out, smem);
     }
 }
 
