@@ -287,6 +287,67 @@ def test_msign_fixed_steps_info_reports_nonconvergence():
     assert abs(info.error_estimate - np.abs(s - 1).max()) < 0.5 * np.abs(s - 1).max() + 0.05
 
 
+def _log_spectrum(rng, n, m, low=1e-3):
+    k = min(n, m)
+    U, _ = np.linalg.qr(rng.standard_normal((n, k)))
+    V, _ = np.linalg.qr(rng.standard_normal((m, k)))
+    return (U * np.logspace(0, np.log10(low), k)) @ V.T
+
+
+def test_msign_gram_start_saves_steps():
+    # σ log-spaced in [1e-3, 1]: from ‖M‖_F the smallest starts at 1e-3/‖M‖_F; the
+    # ‖(XXᵀ)²‖_F^{1/4} start is ≈ 4× higher here (n = 96) and saves a step at least
+    M = _log_spectrum(np.random.default_rng(40), 96, 96).astype(np.float32)
+    X, info = msign(M, tol=1e-3, return_info=True)
+    s = np.linalg.svd(X.astype(np.float64), compute_uv=False)
+    start = np.logspace(0, -3, 96) / np.linalg.norm(np.logspace(0, -3, 96))
+    table = np.concatenate([polar_express_coefficients(8), np.tile([1.875, -1.25, 0.375], (9, 1))])
+    frobenius_steps = next(t for t in range(1, 17)
+                           if np.abs(scalar_map(table[:t], start) - 1).max() <= 1e-3)
+    assert info.converged and np.abs(s - 1).max() <= 1e-3
+    assert info.iterations < frobenius_steps
+
+
+@pytest.mark.parametrize("shape", [(40, 40), (24, 56), (56, 24), (3, 24, 32)])
+def test_msign_mixed_precision_reaches_tol(shape):
+    rng = np.random.default_rng(41)
+    M = np.stack([_log_spectrum(rng, *shape[-2:], 1e-2) for _ in range(int(np.prod(shape[:-2])))])
+    M = M.reshape(shape).astype(np.float32)
+    M_before = M.copy()
+    for tol in (1e-3, 1e-5):
+        X, info = msign(M, tol=tol, compute_dtype="mixed", return_info=True)
+        assert X.dtype == np.float32 and X.shape == M.shape
+        s = np.linalg.svd(X.astype(np.float64), compute_uv=False)
+        assert info.converged and np.abs(s - 1).max() <= tol
+        assert info.error_estimate <= 10 * tol
+        # the polar factor of a matrix within float16 rounding of M (cond 100 here)
+        assert max_relative_error(X, svd_polar(M.astype(np.float64))) <= 0.05
+    np.testing.assert_array_equal(M, M_before)
+
+
+def test_msign_mixed_precision_rank_deficient_and_zero():
+    rng = np.random.default_rng(42)
+    M = rng.standard_normal((30, 5)) @ rng.standard_normal((5, 40))
+    X, info = msign(M, tol=1e-6, compute_dtype="mixed", return_info=True)
+    # the rank-5 part converges; float16 rounding gives the null space singular values
+    # ≈ 1e-4·‖M‖ that the iteration raises too (documented): they are not checked
+    U, _, Vh = np.linalg.svd(M)
+    core = np.linalg.svd(U[:, :5].T @ X @ Vh[:5].T, compute_uv=False)
+    assert info.converged and np.abs(core - 1).max() <= 1e-3
+    np.testing.assert_array_equal(msign(np.zeros((4, 6)), compute_dtype="mixed"), 0.0)
+
+
+def test_msign_mixed_precision_rejected_where_undefined():
+    M = np.ones((4, 4))
+    for kwargs in ({"steps": 5}, {"coeffs": "svd"}):
+        with pytest.raises(ValueError, match="compute_dtype"):
+            msign(M, compute_dtype="mixed", **kwargs)
+    with pytest.raises(ValueError, match="compute_dtype"):
+        msign(M.astype(np.complex128), compute_dtype="mixed")
+    with pytest.raises(ValueError, match="compute_dtype"):
+        mcsgn(M, compute_dtype="mixed")
+
+
 @pytest.mark.parametrize("compute", ["float32", "float64"])
 def test_msign_compute_dtype(compute):
     M = matrix_with_condition(np.random.default_rng(10), 10, 10.0, m=15)
@@ -647,6 +708,39 @@ def test_gpu_mcsgn_sqrtm_polar_mclip_vjp(cp):
     # default on the GPU: Newton–Schulz msign + structla.solve_sylvester
     np.testing.assert_allclose(cp.asnumpy(msign_vjp(cp.asarray(Ms), cp.asarray(G))), expected,
                                atol=1e-8)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_gpu_fused_poly_matrix_matches_reference(cp, dtype):
+    from structla.matfun import _cupy, _reference
+
+    rng = np.random.default_rng(33)
+    Y = cp.asarray(rng.standard_normal((3, 7, 7)), dtype=dtype)
+    Y2 = cp.asarray(rng.standard_normal((3, 7, 7)), dtype=dtype)
+    eye = cp.eye(7, dtype=dtype)
+    for row, second in [(np.array([1.875, -1.25, 0.375]), Y2), (np.array([1.5, -0.5, 0.0]), None)]:
+        out = cp.full_like(Y, cp.nan)
+        out[...] = _cupy.poly_matrix(row, Y, second, eye)
+        expected = _reference.poly_matrix(row, Y.astype(np.float64),
+                                          None if second is None else second.astype(np.float64),
+                                          cp.eye(7))
+        assert out.dtype == Y.dtype
+        np.testing.assert_allclose(cp.asnumpy(out).astype(np.float64), cp.asnumpy(expected),
+                                   atol=8 * eps(dtype) * 4, rtol=0)
+
+
+@pytest.mark.gpu
+def test_gpu_msign_mixed_and_float16_single_matrix(cp):
+    M = _log_spectrum(np.random.default_rng(34), 512, 768).astype(np.float32)
+    X, info = msign(cp.asarray(M), tol=1e-3, compute_dtype="mixed", return_info=True)
+    s = np.linalg.svd(cp.asnumpy(X).astype(np.float64), compute_uv=False)
+    assert X.dtype == np.float32 and info.converged and np.abs(s - 1).max() <= 1e-3
+    X16, info16 = msign(cp.asarray(M), tol=1e-2, compute_dtype="float16", return_info=True)
+    s16 = np.linalg.svd(cp.asnumpy(X16).astype(np.float64), compute_uv=False)
+    assert info16.converged and np.abs(s16 - 1).max() <= 1e-2
+    X32 = msign(cp.asarray(M), tol=1e-3)
+    np.testing.assert_allclose(cp.asnumpy(X32), msign(M, tol=1e-3), atol=1e-4)
 
 
 @pytest.mark.gpu

@@ -228,9 +228,10 @@ if _HAS_TORCH:
             peer_fn=_torch_muon5, peer_device="gpu", devices=("gpu",), dtypes=("float32",),
             flops=lambda s: _msign_flops(s["n"], s["m"], _STEPS[_key("muon", dict(s, spectrum=1))])),
         BenchCase(
-            routine="msign", peer="torch.linalg.svd U@Vh (float32); ours: tol=1e-3",
-            sizes=_GPU_SQUARE, setup=_gpu_spectrum_setup("svd", 1e-3),
-            ours=lambda d: structla.msign(d["M"], tol=1e-3),
+            routine="msign", peer="torch.linalg.svd U@Vh (float32); ours: tol=1e-3, "
+                                  "compute_dtype='mixed' (float16 steps, float32 finish)",
+            sizes=_GPU_SQUARE, setup=_gpu_spectrum_setup("svd", 1e-3, "mixed"),
+            ours=lambda d: structla.msign(d["M"], tol=1e-3, compute_dtype="mixed"),
             peer_fn=_torch_svd_polar, peer_device="gpu", devices=("gpu",), dtypes=("float32",),
             flops=lambda s: _msign_flops(s["n"], s["m"], _STEPS[_key("svd", dict(s, spectrum=1))]),
             peer_limit=lambda s: s["n"] <= 4096),

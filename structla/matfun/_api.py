@@ -206,7 +206,11 @@ def _table(coeffs: Any, steps: int | None) -> tuple[np.ndarray, bool, str]:
 def _compute_dtype(dtype: np.dtype, compute_dtype: Any) -> np.dtype:
     if compute_dtype is None:
         return np.dtype(np.float32) if dtype == np.float16 else dtype
-    cdt = np.dtype(compute_dtype)
+    try:
+        cdt = np.dtype(compute_dtype)
+    except TypeError:
+        raise ValueError(f"argument 'compute_dtype' must be a floating dtype; "
+                         f"got {compute_dtype!r}") from None
     if cdt.kind not in "fc" or cdt.itemsize < 2:
         raise ValueError(f"argument 'compute_dtype' must be a floating dtype; got {cdt}")
     if cdt.kind == "c":
@@ -249,8 +253,10 @@ def _tolerance(tol: float | None, cdt: np.dtype) -> float:
 
 
 def _check_every(xp: ModuleType) -> int:
-    # On the GPU, reading the defect is a host synchronisation: do it every 3 steps.
-    return 3 if is_cupy_namespace(xp) else 1
+    # Reading the defect is a host synchronisation on the GPU (tens of µs), but it
+    # happens only on rows whose fixed point is within tol of 1 (the last rows of a
+    # table), and checking less often would run up to two surplus steps.
+    return 1
 
 
 def _warn(outcome: Any, adaptive: bool, routine: str, result: Any, xp: ModuleType) -> None:
@@ -279,7 +285,7 @@ def _info(outcome: Any, estimate: float, tol: float, method: str, label: str,
 
 
 def _sign_runner(xp: ModuleType, table: np.ndarray, adaptive: bool, tol: float, cdt: np.dtype,
-                 method: str) -> Callable[[Any], Any]:
+                 method: str, low: np.dtype | None = None) -> Callable[[Any], Any]:
     """``X ↦ (msign(X), outcome)`` with fixed iteration settings (used by mclip)."""
     impl = implementation("matfun", "msign", xp)
 
@@ -287,7 +293,7 @@ def _sign_runner(xp: ModuleType, table: np.ndarray, adaptive: bool, tol: float, 
         n, m = X.shape[-2:]
         chosen = _resolve_method(method, n, m)
         return impl(X, table, cdt=cdt, tol=tol, adaptive=adaptive, method=chosen,
-                    check_every=_check_every(xp))
+                    check_every=_check_every(xp), low=low)
 
     return run
 
@@ -324,15 +330,24 @@ def msign(M: Any, *, steps: int | None = None, coeffs: Any = "polar_express",
         Coefficients ``(a, b, c)`` of ``σ ← aσ + bσ³ + cσ⁵`` per step (see
         :func:`ns_coefficients`), or ``"svd"`` for the exact SVD path. An explicit table
         runs exactly its rows.
-    compute_dtype : dtype, optional
+    compute_dtype : dtype or "mixed", optional
         Precision of the iteration (e.g. ``float32`` for float64 input, or
         ``float16`` on the GPU); the output keeps the input's dtype. Default: the
-        input's precision (float32 for float16).
+        input's precision (float32 for float16). ``"mixed"`` (real M, ``steps=None``):
+        the steps run in float16 (tensor cores on the GPU) until the iterate is
+        predicted within 0.05 of 1, then in the input's precision (at least float32)
+        until ``tol``, under the same stopping rule. The result is orthogonal to
+        ``tol`` but is the polar factor of a matrix within ≈ float16 rounding
+        (≈ 5e-4·‖M‖) of M: directions of singular values below ≈ 1e-3·σ₁ can differ
+        from ``msign(M)`` at O(1), and zero singular values do not stay zero (as with
+        ``float16``). Worth it on the GPU only: NumPy's float16 products are slow.
     return_info : bool, optional
         Also return an :class:`~structla.IterationInfo`.
     tol : float, optional
         Target for ``max |σᵢ(X) − 1|`` when ``steps is None``; default: the machine
-        epsilon of ``compute_dtype``.
+        epsilon of ``compute_dtype`` (of the working precision for ``"mixed"``). With
+        ``compute_dtype="float16"``, tolerances below ≈ 1e-2 may be out of reach at
+        large sizes (the defect is measured in float16); use ``"mixed"`` there.
     method : {"auto", "standard", "gram"}, optional
         ``"standard"`` iterates on X; ``"gram"`` iterates on the small Gram matrix
         ``R = XXᴴ`` and the accumulated polynomial, forming X every 3 steps;
@@ -401,10 +416,15 @@ def msign(M: Any, *, steps: int | None = None, coeffs: Any = "polar_express",
         table, adaptive, label = np.zeros((0, 3)), False, "svd"
     else:
         table, adaptive, label = _table(coeffs, steps)
-    cdt = _compute_dtype(dtype, compute_dtype)
+    mixed = isinstance(compute_dtype, str) and compute_dtype == "mixed"
+    if mixed and (dtype.kind == "c" or not adaptive or coeffs_is_svd):
+        raise ValueError("argument 'compute_dtype' 'mixed' needs real M, steps=None and an "
+                         "iterative 'coeffs'")
+    cdt = _compute_dtype(dtype, None if mixed else compute_dtype)
+    low = np.dtype(np.float16) if mixed else None
     tol = _tolerance(tol, cdt)
     n, m = M3.shape[-2:]
-    chosen = "svd" if coeffs_is_svd else _resolve_method(method, n, m)
+    chosen = "svd" if coeffs_is_svd else ("standard" if mixed else _resolve_method(method, n, m))
     from ._reference import Outcome
 
     if M3.size == 0:
@@ -413,7 +433,7 @@ def msign(M: Any, *, steps: int | None = None, coeffs: Any = "polar_express",
         X = implementation("matfun", "msign_svd", xp)(M3, cdt)
         outcome = Outcome(converged=True)
     else:
-        X, outcome = _sign_runner(xp, table, adaptive, tol, cdt, chosen)(M3)
+        X, outcome = _sign_runner(xp, table, adaptive, tol, cdt, chosen, low)(M3)
         _warn(outcome, adaptive, "msign", X, xp)
     X = batch.unflatten(X.astype(dtype, copy=False))
     if not return_info:
