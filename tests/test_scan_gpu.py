@@ -11,9 +11,9 @@ import structla
 
 pytestmark = pytest.mark.gpu
 
-# Chunk boundaries: 256 steps per warp chunk (selective), 8 per thread and up to
-# 2048 per block (linear_scan).
-SELECTIVE_LENGTHS = (1, 2, 255, 256, 257, 1000)
+# Chunk boundaries: a warp's chunk is 512 steps in float32, 256 in float64 and complex64,
+# 128 in complex128 (selective); 8 per thread and up to 2048 per block (linear_scan).
+SELECTIVE_LENGTHS = (1, 2, 63, 64, 65, 127, 128, 129, 255, 256, 257, 511, 512, 513, 1000, 2049)
 LINEAR_LENGTHS = (1, 7, 8, 9, 2047, 2048, 2049, 100_003)
 
 
@@ -97,6 +97,46 @@ def test_selective_scan_gpu_extreme_steps(poisoned, dtype):
     tol = 1e-12 if dtype == "float64" else 1e-4
     assert max_relative_error(y, y_ref) <= tol
     assert max_relative_error(last, last_ref) <= tol
+
+
+@pytest.mark.parametrize("length", [1000, 1001, 2048])
+def test_selective_scan_gpu_unaligned_inputs(poisoned, length):
+    """Inputs starting 4 bytes into an allocation take the scalar loads, odd L the scalar staging."""
+    cp = poisoned
+    rng = np.random.default_rng(length)
+    batch, dim, nstate = 2, 16, 16
+    shape = (batch, dim, length)
+    count = batch * dim * length
+
+    def shifted(x):
+        store = cp.empty(count + 1, dtype=cp.float32)
+        store[1:] = cp.asarray(x, dtype=cp.float32).ravel()
+        return store[1:].reshape(shape)
+
+    u, delta, z = rng.standard_normal(shape), rng.uniform(0.001, 0.5, shape), rng.standard_normal(shape)
+    A = -np.exp(rng.uniform(-1, 1.5, (dim, nstate)))
+    B, C = rng.standard_normal((batch, nstate, length)), rng.standard_normal((batch, nstate, length))
+    A, B, C = (cp.asarray(x, dtype=cp.float32) for x in (A, B, C))
+    y = structla.selective_scan(shifted(u), shifted(delta), A, B, C, z=shifted(z))
+    y_ref, _ = selective_scan_loop(u, delta, A, B, C, z=z)
+    assert max_relative_error(y, y_ref) <= _tol("float32", length)
+
+
+def test_selective_scan_gpu_benchmark_shape(poisoned):
+    """The benchmark's layout (Mamba's initialisation, N = 16, L = 2048) against float64."""
+    cp = poisoned
+    rng = np.random.default_rng(6)
+    batch, dim, nstate, length = 2, 16, 16, 2048
+    u = rng.standard_normal((batch, dim, length))
+    delta = np.exp(rng.uniform(np.log(1e-3), np.log(1e-1), (batch, dim, length)))
+    A = -np.tile(np.arange(1, nstate + 1, dtype=np.float64), (dim, 1))
+    B = rng.standard_normal((batch, nstate, length))
+    C = rng.standard_normal((batch, nstate, length))
+    y, last = structla.selective_scan(*(cp.asarray(x, dtype=cp.float32) for x in (u, delta, A, B, C)),
+                                      return_state=True)
+    y_ref, last_ref = selective_scan_loop(u, delta, A, B, C)
+    assert max_relative_error(y, y_ref) <= 1e-5
+    assert max_relative_error(last, last_ref) <= 1e-5
 
 
 def test_selective_scan_gpu_edge_sizes(poisoned):

@@ -18,9 +18,10 @@ __all__ = ["linear_scan", "selective_scan"]
 
 _LINEAR_ITEMS = 8  # steps per thread (LINEAR_ITEMS in scan.cu)
 _LINEAR_THREADS = 256  # largest block: chunks of 2048 steps
-_SELECTIVE_CHUNK = 256  # SEL_CHUNK in scan.cu
-_SELECTIVE_PAD = _SELECTIVE_CHUNK + _SELECTIVE_CHUNK // 32
-_SELECTIVE_TILE_BYTES = 64  # TILE · sizeof(T) in scan.cu
+_SELECTIVE_STATES = 4  # SEL_STATES in scan.cu: states per staged tile
+_SELECTIVE_LANE_BYTES = 80  # a lane's 64 bytes of states and 16 of padding in a tile (Sel<T>)
+# Two buffers of the B and C tiles: 40 KiB, under the 48 KiB a launch may ask without an opt-in.
+_SELECTIVE_SHARED = 2 * 2 * _SELECTIVE_STATES * 32 * _SELECTIVE_LANE_BYTES
 
 
 def _empty(shape: tuple[int, ...], dtype: Any) -> Any:
@@ -95,12 +96,18 @@ def _channels_per_block(dim: int, shared: list[int]) -> int:
     return 1
 
 
+def _aligned(*arrays: Any, length: int) -> bool:
+    """16-byte vector access is possible: aligned starts and rows of whole 16-byte packs."""
+    return all(x.data.ptr % 16 == 0 for x in arrays) and (length * arrays[0].itemsize) % 16 == 0
+
+
 def selective_scan(u: Any, delta: Any, A: Any, B: Any, C: Any, D: Any, z: Any,
                    delta_bias: Any, delta_softplus: bool, h0: Any) -> tuple[Any, Any]:
     """Mamba's selective scan on the GPU; returns ``(y, h_last)``.
 
     One block per (batch, group of up to 8 channels); each warp scans one channel in
-    chunks of 256 steps with the state carried between chunks (see ``scan.cu``).
+    chunks of 64 bytes of states per lane (512 steps in float32), the state carried between
+    chunks, B and C tiles staged in shared memory for the block (see ``scan.cu``).
     """
     batch, dim, length = u.shape
     nstate = A.shape[1]
@@ -113,19 +120,22 @@ def selective_scan(u: Any, delta: Any, A: Any, B: Any, C: Any, D: Any, z: Any,
     B = cp.ascontiguousarray(B, dtype=state_dtype)
     C = cp.ascontiguousarray(C, dtype=state_dtype)
     strides_b, strides_c = _bc_strides(B, dim), _bc_strides(C, dim)
-    varying = [int(s[4]) for s, M in ((strides_b, B), (strides_c, C)) if M.shape[3] > 1]
-    warps = _channels_per_block(dim, varying)
+    varying = [M for M in (B, C) if M.shape[3] > 1]
+    warps = _channels_per_block(dim, [dim // M.shape[1] for M in varying])
+    u, delta = cp.ascontiguousarray(u), cp.ascontiguousarray(delta)
+    z = None if z is None else cp.ascontiguousarray(z, dtype=real)
     dummy = cp.zeros(1, dtype=real)
+    vec_io = _aligned(u, delta, y, *(() if z is None else (z,)), length=length)
+    vec_bc = not varying or _aligned(*varying, length=length)
     args = (
-        cp.ascontiguousarray(u), cp.ascontiguousarray(delta), cp.ascontiguousarray(A), B, C,
+        u, delta, cp.ascontiguousarray(A), B, C,
         dummy if D is None else cp.ascontiguousarray(D, dtype=real),
-        dummy if z is None else cp.ascontiguousarray(z, dtype=real),
+        dummy if z is None else z,
         dummy if delta_bias is None else cp.ascontiguousarray(delta_bias, dtype=real),
         state, y, np.int32(dim), np.int64(length), np.int32(nstate), *strides_b, *strides_c,
-        np.int32(D is not None), np.int32(z is not None), np.int32(delta_bias is not None),
-        np.int32(bool(delta_softplus)),
+        np.int32(vec_io), np.int32(vec_bc), np.int32(D is not None), np.int32(z is not None),
+        np.int32(delta_bias is not None), np.int32(bool(delta_softplus)),
     )
-    shared = 2 * _SELECTIVE_TILE_BYTES * _SELECTIVE_PAD
-    launch(get_kernel("scan", "scan.cu", "selective_scan_fwd", state_dtype), (dim // warps, batch),
-           32 * warps, args, shared_mem=shared)
+    launch(get_kernel("scan", "scan.cu", "selective_scan_chunked", state_dtype), (dim // warps, batch),
+           32 * warps, args, shared_mem=_SELECTIVE_SHARED)
     return y, state

@@ -111,7 +111,7 @@ template <typename T>
 __global__ void linear_scan_chunk_reduce(const T* __restrict__ a, const T* __restrict__ b, long long L,
                                          int reverse, T* __restrict__ agg_a, T* __restrict__ agg_b) {
     using namespace scan_detail;
-    __shared__ alignas(16) unsigned char raw[2 * 32 * sizeof(T)];
+    __shared__ __align__(16) unsigned char raw[2 * 32 * sizeof(T)];
     T* sa = reinterpret_cast<T*>(raw);
     T* sb = sa + 32;
     const long long row = blockIdx.x;
@@ -148,7 +148,7 @@ __global__ void linear_scan_chunk_apply(const T* __restrict__ a, const T* __rest
                                         const T* __restrict__ carry, long long L, int reverse,
                                         T* __restrict__ out) {
     using namespace scan_detail;
-    __shared__ alignas(16) unsigned char raw[2 * 32 * sizeof(T)];
+    __shared__ __align__(16) unsigned char raw[2 * 32 * sizeof(T)];
     T* sa = reinterpret_cast<T*>(raw);
     T* sb = sa + 32;
     const long long row = blockIdx.x;
@@ -175,19 +175,48 @@ __global__ void linear_scan_chunk_apply(const T* __restrict__ a, const T* __rest
 
 // ------------------------------------------------------------- selective_scan
 
+// Dynamic shared memory of the block (a macro so that tests/test_scan_cuda_emulation.py can run
+// the kernel as host C++ with one host thread per CUDA thread).
+#ifndef STRUCTLA_DYNAMIC_SHARED
+#define STRUCTLA_DYNAMIC_SHARED(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
+
 namespace scan_detail {
 
-constexpr int SEL_ITEMS = 8;                      // consecutive steps per lane
-constexpr int SEL_CHUNK = 32 * SEL_ITEMS;         // steps per warp and chunk
-constexpr int SEL_PAD = SEL_CHUNK + SEL_CHUNK / 32;  // one spare slot per 32: no bank conflicts
-__device__ inline int padded(int j) { return j + (j >> 5); }
+// 16 bytes: what one vector load or store instruction moves.
+template <typename V> struct alignas(16) Pack {
+    V v[16 / sizeof(V)];
+};
 
-// exp(Δ·a) in the state type. float: exp2f of a pre-scaled rate (one MUFU instruction
-// plus a multiply); double and complex: the accurate library exp.
+// Work split of selective_scan_chunked for state type T: a lane owns ITEMS consecutive steps
+// (64 bytes of states), a warp a chunk of 32·ITEMS steps. In shared memory a lane's steps
+// are padded by 16 bytes (SEG elements), so that the 16-byte reads of 8 consecutive lanes
+// (80-byte stride) fall on distinct banks.
+template <typename T> struct Sel {
+    static constexpr int ITEMS = 64 / sizeof(T);
+    static constexpr int CHUNK = 32 * ITEMS;
+    static constexpr int SEG = ITEMS + 16 / sizeof(T);
+};
+constexpr int SEL_STATES = 4;  // states per staged tile of B and C
+
+// 2^x in one MUFU instruction for float (the rate carries the factor log2 e; results below
+// the normal range flush to 0, so exp(ΔA) underflows cleanly).
+__device__ inline float fast_exp2(float x) {
+#ifdef __CUDA_ARCH__
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+    return r;
+#else
+    return exp2f(x);
+#endif
+}
+
+// exp(Δ·a) in the state type. float: 2^(Δ·a·log2 e) with the rate pre-scaled; double and
+// complex: the accurate library exp.
 __device__ inline float prepare_rate(float a) { return a * 1.4426950408889634f; }
 __device__ inline double prepare_rate(double a) { return a; }
 template <typename R> __device__ inline sl::complex<R> prepare_rate(sl::complex<R> a) { return a; }
-__device__ inline float step_exp(float dt, float rate) { return exp2f(dt * rate); }
+__device__ inline float step_exp(float dt, float rate) { return fast_exp2(dt * rate); }
 __device__ inline double step_exp(double dt, double rate) { return exp(dt * rate); }
 template <typename R> __device__ inline sl::complex<R> step_exp(R dt, sl::complex<R> rate) {
     return sl::exp(dt * rate);
@@ -203,21 +232,86 @@ template <typename R> __device__ inline R output_part(sl::complex<R> c, sl::comp
 template <typename R> __device__ inline R softplus(R x) { return x > R(20) ? x : log1p(exp(x)); }
 template <typename R> __device__ inline R silu(R x) { return x / (R(1) + exp(-x)); }
 
+// 16 bytes global → shared without passing through registers (cp.async, sm_80+); the
+// copies of a thread complete at copy_wait().
+__device__ inline void copy16(void* shared_dst, const void* global_src) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    unsigned dst;
+    asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(dst) : "l"(shared_dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(global_src) : "memory");
+#else
+    *static_cast<Pack<float>*>(shared_dst) = *static_cast<const Pack<float>*>(global_src);
+#endif
+}
+__device__ inline void copy_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+}
+
+// Hint that a later chunk's inputs be brought into L2 while this chunk computes.
+__device__ inline void prefetch_l2(const void* p) {
+#ifdef __CUDA_ARCH__
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#endif
+}
+
+// x[k] = p[first + k] for k < K (0 past L); 16-byte loads where allowed.
+template <int K, typename R>
+__device__ inline void load_steps(const R* __restrict__ p, long long first, long long L, int vec, R (&x)[K]) {
+    constexpr int P = 16 / sizeof(R);
+    if (vec && first + K <= L) {
+#pragma unroll
+        for (int q = 0; q < K / P; ++q) {
+            const Pack<R> v = *reinterpret_cast<const Pack<R>*>(p + first + q * P);
+#pragma unroll
+            for (int r = 0; r < P; ++r) x[q * P + r] = v.v[r];
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < K; ++k) x[k] = first + k < L ? p[first + k] : R(0);
+    }
+}
+
+template <int K, typename R>
+__device__ inline void store_steps(R* __restrict__ p, long long first, long long L, int vec, const R (&x)[K]) {
+    constexpr int P = 16 / sizeof(R);
+    if (vec && first + K <= L) {
+#pragma unroll
+        for (int q = 0; q < K / P; ++q) {
+            Pack<R> v;
+#pragma unroll
+            for (int r = 0; r < P; ++r) v.v[r] = x[q * P + r];
+            *reinterpret_cast<Pack<R>*>(p + first + q * P) = v;
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < K; ++k)
+            if (first + k < L) p[first + k] = x[k];
+    }
+}
+
 }  // namespace scan_detail
 
-// One block per (channel group of blockDim.x/32 channels, batch); warp w owns channel
-// blockIdx.x·warps + w and walks the sequence in chunks of SEL_CHUNK steps, lane i
-// holding steps [8i, 8i+8) of the chunk. For every state n the warp scans the chunk's
-// (exp(Δa), Δ·B·u) pairs with shuffles, starts from the state carried in `state`
-// (read and written by lane 31 only) and accumulates C·h into the lane's outputs.
-// Selective B/C tiles (time-varying, shared by the block's channels) are staged in
-// shared memory, TILE states at a time. The (batch, D, L, N) tensors never exist.
+// One block per (group of blockDim.x/32 channels, batch); warp w owns channel
+// blockIdx.x·warps + w and walks the sequence in chunks of Sel<T>::CHUNK steps, lane i
+// holding steps [i·ITEMS, (i+1)·ITEMS) of the chunk in registers: Δ, Δ·u and the output
+// accumulator. For every state n the lane forms its steps' pairs (exp(Δa), Δ·B·u) (one
+// exponential each) and their composition; lane 0 folds in the state carried from the
+// previous chunk, a warp scan of the compositions gives every lane its entering state,
+// and a second pass over the lane's steps accumulates C·h into the outputs. The
+// (batch, D, L, N) tensors never exist.
 //
-// B/C element (b, d, n, t) is at b·sb + (d / per)·sg + n·sn + t·st (st = 0: constant
-// in time; sb = 0: shared across the batch). `state` (batch, D, N) holds h0 on entry
-// and the last state on exit.
+// Time-varying B and C are shared by the block's channels (the host guarantees one group
+// per block): they are staged in shared memory, SEL_STATES states × one chunk per tile,
+// double-buffered with asynchronous copies so that tile i+1 loads while tile i computes.
+// B/C element (b, d, n, t) is at b·sb + (d / per)·sg + n·sn + t·st (st = 0: constant in
+// time; sb = 0: shared across the batch). `state` (batch, D, N) holds h0 on entry and the
+// last state on exit; between chunks it carries the state (each tile reads its states
+// once and writes them once). vec_io / vec_bc: 16-byte loads and stores are aligned (u,
+// delta, z, y / the time-varying of B, C).
 template <typename T>
-__global__ void selective_scan_fwd(
+__global__ void selective_scan_chunked(
     const typename sl::real_of<T>::type* __restrict__ u,
     const typename sl::real_of<T>::type* __restrict__ delta,
     const T* __restrict__ A, const T* __restrict__ B, const T* __restrict__ C,
@@ -228,13 +322,15 @@ __global__ void selective_scan_fwd(
     int dim, long long L, int N,
     long long sbB, long long sgB, long long snB, long long stB, int perB,
     long long sbC, long long sgC, long long snC, long long stC, int perC,
-    int has_D, int has_z, int has_bias, int softplus_delta) {
+    int vec_io, int vec_bc, int has_D, int has_z, int has_bias, int softplus_delta) {
     using namespace scan_detail;
     typedef typename sl::real_of<T>::type R;
-    constexpr int TILE = 64 / sizeof(T) > 0 ? 64 / sizeof(T) : 1;
-    extern __shared__ __align__(16) unsigned char smem[];
-    T* tileB = reinterpret_cast<T*>(smem);
-    T* tileC = tileB + TILE * SEL_PAD;
+    constexpr int ITEMS = Sel<T>::ITEMS, CHUNK = Sel<T>::CHUNK, SEG = Sel<T>::SEG;
+    constexpr int NT = SEL_STATES;
+    constexpr int TILE = NT * 32 * SEG;  // elements of one staged array
+    constexpr int PT = 16 / sizeof(T);   // elements of T per 16 bytes
+    STRUCTLA_DYNAMIC_SHARED(smem);
+    T* tiles = reinterpret_cast<T*>(smem);  // [buffer 0, 1][B, C][TILE]
 
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
@@ -245,86 +341,132 @@ __global__ void selective_scan_fwd(
     T* h_state = state + (b * dim + d) * (long long)N;
     const T* A_d = A + (long long)d * N;
     const bool varB = stB != 0, varC = stC != 0;
-    // Channels of one block share a group whenever B or C varies in time (host guarantees).
     const T* Bd = B + b * sbB + (long long)(d / perB) * sgB;
     const T* Cd = C + b * sbC + (long long)(d / perC) * sgC;
     const R bias_d = has_bias ? bias[d] : R(0);
     const R D_d = has_D ? Dskip[d] : R(0);
+    const int ntiles = (N + NT - 1) / NT;
+    const long long chunks = (L + CHUNK - 1) / CHUNK;
+    const long long tiles_total = chunks * ntiles;
 
-    for (long long t0 = 0; t0 < L; t0 += SEL_CHUNK) {
-        R dt[SEL_ITEMS], du[SEL_ITEMS], uu[SEL_ITEMS], acc[SEL_ITEMS];
+    // Tile i = (chunk i / ntiles, states from (i % ntiles)·NT) into buffer i % 2. Steps past
+    // L are 0 (they meet Δ = 0 and Δ·u = 0 there, the identity of the recurrence).
+    auto stage = [&](long long i) {
+        const long long t0 = (i / ntiles) * CHUNK;
+        const int n0 = (int)(i % ntiles) * NT;
+        const int count = N - n0 < NT ? N - n0 : NT;
+        T* buf = tiles + (i & 1) * 2 * TILE;
 #pragma unroll
-        for (int k = 0; k < SEL_ITEMS; ++k) {
-            const long long t = t0 + lane * SEL_ITEMS + k;
-            // Steps past the end are the identity element: exp(0·a) = 1 and no input.
-            R step = R(0), x = R(0);
-            if (t < L) {
-                step = delta[row + t] + bias_d;
-                if (softplus_delta) step = softplus(step);
-                x = u[row + t];
+        for (int arr = 0; arr < 2; ++arr) {
+            if (arr == 0 ? !varB : !varC) continue;
+            const T* src = (arr == 0 ? Bd : Cd) + (long long)n0 * (arr == 0 ? snB : snC) + t0;
+            const long long sn = arr == 0 ? snB : snC;
+            T* dst = buf + arr * TILE;
+            for (int idx = threadIdx.x; idx < count * (CHUNK / PT); idx += blockDim.x) {
+                const int nn = idx / (CHUNK / PT);
+                const int j = (idx - nn * (CHUNK / PT)) * PT;
+                T* to = dst + nn * 32 * SEG + (j / ITEMS) * SEG + j % ITEMS;
+                const T* from = src + nn * sn + j;
+                if (vec_bc && t0 + j < L) {
+                    copy16(to, from);
+                } else {
+#pragma unroll
+                    for (int q = 0; q < PT; ++q) to[q] = t0 + j + q < L ? from[q] : T(0);
+                }
             }
+        }
+    };
+
+    if (tiles_total > 0) stage(0);
+    long long tile = 0;
+    for (long long c = 0; c < chunks; ++c) {
+        const long long first = c * CHUNK + lane * ITEMS;
+        R dt[ITEMS], du[ITEMS], acc[ITEMS];
+        load_steps(delta + row, first, L, vec_io, dt);
+        load_steps(u + row, first, L, vec_io, du);
+        if (first + CHUNK < L) {
+            prefetch_l2(delta + row + first + CHUNK);
+            prefetch_l2(u + row + first + CHUNK);
+            if (has_z) prefetch_l2(z + row + first + CHUNK);
+        }
+        R dsum = R(0);
+#pragma unroll
+        for (int k = 0; k < ITEMS; ++k) {
+            R step = dt[k] + bias_d;
+            if (softplus_delta) step = softplus(step);
+            if (first + k >= L) step = R(0);
             dt[k] = step;
-            uu[k] = x;
-            du[k] = step * x;
-            acc[k] = R(0);
+            dsum += step;
+            acc[k] = D_d * du[k];
+            du[k] *= step;
         }
-        for (int n0 = 0; n0 < N; n0 += TILE) {
-            const int count = N - n0 < TILE ? N - n0 : TILE;
-            if (varB || varC) {
-                __syncthreads();  // the previous tile is no longer read
-                for (int idx = threadIdx.x; idx < count * SEL_CHUNK; idx += blockDim.x) {
-                    const int nn = idx / SEL_CHUNK, j = idx - nn * SEL_CHUNK;
-                    const long long t = t0 + j;
-                    T vb = T(0), vc = T(0);
-                    if (t < L) {
-                        if (varB) vb = Bd[(long long)(n0 + nn) * snB + t * stB];
-                        if (varC) vc = Cd[(long long)(n0 + nn) * snC + t * stC];
+        for (int nt = 0; nt < ntiles; ++nt, ++tile) {
+            const int n0 = nt * NT;
+            const int count = N - n0 < NT ? N - n0 : NT;
+            T carried[NT], rate[NT], b_fixed[NT], c_fixed[NT];
+#pragma unroll
+            for (int nn = 0; nn < NT; ++nn) {
+                const int n = nn < count ? n0 + nn : n0;
+                carried[nn] = h_state[n];
+                rate[nn] = prepare_rate(A_d[n]);
+                b_fixed[nn] = varB ? T(0) : Bd[(long long)n * snB];
+                c_fixed[nn] = varC ? T(0) : Cd[(long long)n * snC];
+            }
+            copy_wait();
+            __syncthreads();  // tile `tile` is in place; everyone is done with the other buffer
+            if (tile + 1 < tiles_total) stage(tile + 1);
+            const T* tB = tiles + (tile & 1) * 2 * TILE + lane * SEG;
+            const T* tC = tB + TILE;
+#pragma unroll
+            for (int nn = 0; nn < NT; ++nn) {
+                if (nn >= count) break;  // warp-uniform
+                T da[ITEMS], bx[ITEMS];
+                T gb = T(0);
+#pragma unroll
+                for (int q = 0; q < ITEMS / PT; ++q) {
+                    Pack<T> bp;
+                    if (varB) bp = *reinterpret_cast<const Pack<T>*>(tB + nn * 32 * SEG + q * PT);
+#pragma unroll
+                    for (int r = 0; r < PT; ++r) {
+                        const int k = q * PT + r;
+                        da[k] = step_exp(dt[k], rate[nn]);
+                        bx[k] = du[k] * (varB ? bp.v[r] : b_fixed[nn]);
+                        gb = da[k] * gb + bx[k];
                     }
-                    tileB[nn * SEL_PAD + padded(j)] = vb;
-                    tileC[nn * SEL_PAD + padded(j)] = vc;
                 }
-                __syncthreads();
-            }
-            for (int nn = 0; nn < count; ++nn) {
-                const int n = n0 + nn;
-                // Issued first so that its latency hides behind the exponentials.
-                T carried = lane == 31 ? h_state[n] : T(0);
-                const T rate = prepare_rate(A_d[n]);
-                const T b_fixed = varB ? T(0) : Bd[(long long)n * snB];
-                const T c_fixed = varC ? T(0) : Cd[(long long)n * snC];
-                T da[SEL_ITEMS], bx[SEL_ITEMS];
-                T ga = T(1), gb = T(0);
-#pragma unroll
-                for (int k = 0; k < SEL_ITEMS; ++k) {
-                    const T bk = varB ? tileB[nn * SEL_PAD + padded(lane * SEL_ITEMS + k)] : b_fixed;
-                    da[k] = step_exp(dt[k], rate);
-                    bx[k] = du[k] * bk;
-                    gb = da[k] * gb + bx[k];
-                    ga = da[k] * ga;
-                }
+                // The lane's composed decay, from the summed steps: one exponential, not ITEMS products.
+                T ga = step_exp(dsum, rate[nn]);
+                if (lane == 0) gb = ga * carried[nn] + gb;
                 warp_inclusive(ga, gb, lane);
-                T ea, eb;
-                warp_exclusive_from_inclusive(ga, gb, lane, ea, eb);
-                carried = shfl(carried, 31);
-                T h = ea * carried + eb;
+                // gb is now the state after the lane's last step; the lane starts from its left neighbour's.
+                T h = shfl_up(gb, 1);
+                if (lane == 0) h = carried[nn];
+                carried[nn] = shfl(gb, 31);
 #pragma unroll
-                for (int k = 0; k < SEL_ITEMS; ++k) {
-                    const T ck = varC ? tileC[nn * SEL_PAD + padded(lane * SEL_ITEMS + k)] : c_fixed;
-                    h = da[k] * h + bx[k];
-                    acc[k] += output_part(ck, h);
+                for (int q = 0; q < ITEMS / PT; ++q) {
+                    Pack<T> cp;
+                    if (varC) cp = *reinterpret_cast<const Pack<T>*>(tC + nn * 32 * SEG + q * PT);
+#pragma unroll
+                    for (int r = 0; r < PT; ++r) {
+                        const int k = q * PT + r;
+                        h = da[k] * h + bx[k];
+                        acc[k] += output_part(varC ? cp.v[r] : c_fixed[nn], h);
+                    }
                 }
-                // Lane 31 ends on the chunk's last step (padding steps are the identity).
-                if (lane == 31) h_state[n] = h;
             }
-        }
+            if (lane == 0) {
 #pragma unroll
-        for (int k = 0; k < SEL_ITEMS; ++k) {
-            const long long t = t0 + lane * SEL_ITEMS + k;
-            if (t < L) {
-                R out = acc[k] + D_d * uu[k];
-                if (has_z) out *= silu(z[row + t]);
-                y[row + t] = out;
+                for (int nn = 0; nn < NT; ++nn)
+                    if (nn < count) h_state[n0 + nn] = carried[nn];
             }
+            __syncwarp();  // the warp reads these states again at the next chunk
         }
+        if (has_z) {
+            R zz[ITEMS];
+            load_steps(z + row, first, L, vec_io, zz);
+#pragma unroll
+            for (int k = 0; k < ITEMS; ++k) acc[k] *= silu(zz[k]);
+        }
+        store_steps(y + row, first, L, vec_io, acc);
     }
 }

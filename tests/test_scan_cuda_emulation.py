@@ -1,0 +1,266 @@
+"""scan.cu's selective scan run on the CPU: every CUDA thread is a host thread.
+
+CI has no GPU. Compiling with nvcc (test_cuda_sources.py) catches syntax and template errors,
+not wrong indexing, chunking, tile staging, carried states or warp scans. Here the unmodified
+kernel source is compiled by the host C++ compiler with the CUDA keywords defined as plain
+C++: ``__syncthreads`` is a block barrier, ``__shfl_sync``/``__shfl_up_sync``/``__syncwarp``
+exchange through a per-warp slot array between per-warp barriers, and the asynchronous
+copies and exp2 intrinsic fall back to plain C++. Each block is launched exactly as
+``_cupy.py`` launches it (warps per block, shared memory, vector flags) and every output
+(poisoned with NaN beforehand, shared memory with NaN bit patterns) is compared with a
+double-precision loop, with a bound of 16 rounding errors of the magnitudes involved
+(including the exponent's: exp(Δa) is off by |Δa|·eps relative). The real-GPU tests
+(``-m gpu``) remain the final word.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from cuda_emulation import assert_within_bounds, build_and_run
+
+FAMILY = Path(__file__).resolve().parent.parent / "structla" / "scan"
+SOURCE = FAMILY / "scan.cu"
+
+
+def _launch_constant(name: str) -> int:
+    """A launch constant of _cupy.py (read from the source: importing it needs CuPy)."""
+    text = (FAMILY / "_cupy.py").read_text(encoding="utf-8")
+    return int(re.search(rf"^{name} = (\d+)", text, re.MULTILINE).group(1))
+
+
+HARNESS = r"""
+#include <algorithm>
+#include <barrier>
+#include <cmath>
+#include <complex>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <thread>
+#include <vector>
+#define __global__
+#define __device__
+#define __host__
+#define __shared__ static
+#define __restrict__ __restrict
+#define __align__(n) __attribute__((aligned(n)))
+struct dim3 { unsigned x = 1, y = 1, z = 1; };
+thread_local dim3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+std::barrier<>* g_barrier;
+unsigned char* g_shared;
+inline void __syncthreads() { g_barrier->arrive_and_wait(); }
+
+// Warp intrinsics: each warp has 32 exchange slots and its own barrier.
+struct Warp { std::barrier<>* barrier; double slot[32]; };
+std::vector<Warp>* g_warps;
+inline Warp& my_warp() { return (*g_warps)[threadIdx.x >> 5]; }
+inline void __syncwarp() { my_warp().barrier->arrive_and_wait(); }
+template <class V> V exchange(V v, int source) {
+    Warp& w = my_warp();
+    w.slot[threadIdx.x & 31] = v;
+    w.barrier->arrive_and_wait();
+    const V r = V(w.slot[source]);
+    w.barrier->arrive_and_wait();
+    return r;
+}
+template <class V> V __shfl_sync(unsigned, V v, int lane) { return exchange(v, lane); }
+template <class V> V __shfl_up_sync(unsigned, V v, int delta) {
+    const int lane = threadIdx.x & 31;
+    return exchange(v, lane >= delta ? lane - delta : lane);
+}
+using std::exp; using std::log1p; using std::fabs;
+inline void sincos(double x, double* s, double* c) { *s = std::sin(x); *c = std::cos(x); }
+inline void sincos(float x, float* s, float* c) { *s = std::sin(x); *c = std::cos(x); }
+#define STRUCTLA_DYNAMIC_SHARED(name) unsigned char* name = g_shared
+#include SCAN_CU
+
+const int SHARED = SHARED_BYTES_PY;
+
+template <class F> void launch(unsigned gx, unsigned gy, int threads, F kernel) {
+    gridDim.x = gx; gridDim.y = gy; blockDim.x = threads;
+    for (unsigned by = 0; by < gy; ++by) {
+        for (unsigned bx = 0; bx < gx; ++bx) {
+            g_shared = static_cast<unsigned char*>(std::aligned_alloc(16, SHARED));
+            std::memset(g_shared, 0xff, SHARED);  // NaN bit patterns: unwritten shared memory shows
+            std::barrier<> barrier(threads);
+            g_barrier = &barrier;
+            std::vector<Warp> warps(threads / 32);
+            std::vector<std::barrier<>*> warp_barriers;
+            for (auto& w : warps) w.barrier = new std::barrier<>(32);
+            g_warps = &warps;
+            std::vector<std::thread> pool;
+            for (int t = 0; t < threads; ++t) {
+                pool.emplace_back([&, t] { threadIdx.x = t; blockIdx.x = bx; blockIdx.y = by; kernel(); });
+            }
+            for (auto& th : pool) th.join();
+            for (auto& w : warps) delete w.barrier;
+            std::free(g_shared);
+        }
+    }
+}
+
+typedef std::complex<double> Cx;
+template <class T> Cx host(T a) { return Cx(a); }
+template <class T> Cx host(sl::complex<T> a) { return Cx(a.re, a.im); }
+template <class T> T make(double re, double im) { return T(re); }
+template <> sl::complex<float> make(double re, double im) { return sl::complex<float>(re, im); }
+template <> sl::complex<double> make(double re, double im) { return sl::complex<double>(re, im); }
+template <class T> bool is_complex() { return sizeof(T) != sizeof(typename sl::real_of<T>::type); }
+
+// B/C layouts: 0 selective (batch, N, L), 1 grouped (batch, G, N, L), 2 time-invariant (D, N).
+struct Layout { long long sb, sg, sn, st; int per; size_t size; };
+Layout layout(int kind, int batch, int dim, int groups, int n, long long L) {
+    if (kind == 2) return {0, (long long)n, 1, 0, 1, (size_t)dim * n};
+    const int g = kind == 1 ? groups : 1;
+    return {(long long)g * n * L, (long long)n * L, L, 1, dim / g, (size_t)batch * g * n * L};
+}
+
+// _cupy.py's choice: ≤ 8 warps dividing D and every time-varying group size.
+int warps_for(int dim, int per_b, bool var_b, int per_c, bool var_c) {
+    for (int w : {8, 4, 2})
+        if (dim % w == 0 && (!var_b || per_b % w == 0) && (!var_c || per_c % w == 0)) return w;
+    return 1;
+}
+
+template <class T>
+void check(const char* name, int batch, int dim, int n, long long L, int b_kind, int c_kind, int groups,
+           bool options, bool misaligned) {
+    typedef typename sl::real_of<T>::type R;
+    const bool cplx = is_complex<T>();
+    std::mt19937 rng(batch * 1000 + dim * 100 + n * 10 + L);
+    std::normal_distribution<double> normal;
+    std::uniform_real_distribution<double> uniform(-1, 1.5);
+    const size_t rows = (size_t)batch * dim * L;
+    // One spare element in front: the misaligned case starts the inputs one element later.
+    std::vector<R> u_store(rows + 1), delta_store(rows + 1), z_store(rows + 1), y_store(rows + 1, NAN);
+    const int off = misaligned ? 1 : 0;
+    R *u = u_store.data() + off, *delta = delta_store.data() + off, *z = z_store.data() + off;
+    R* y = y_store.data() + off;
+    for (size_t i = 0; i < rows; ++i) {
+        u[i] = normal(rng);
+        delta[i] = options ? normal(rng) : 0.5 * std::fabs(normal(rng));
+        z[i] = normal(rng);
+    }
+    std::vector<T> A(dim * n), state(batch * dim * n);
+    for (auto& a : A) a = make<T>(-std::exp(uniform(rng)), 3 * normal(rng));
+    for (auto& h : state) h = options ? make<T>(normal(rng), normal(rng)) : T(0);
+    const std::vector<T> h0 = state;
+    const Layout lb = layout(b_kind, batch, dim, groups, n, L), lc = layout(c_kind, batch, dim, groups, n, L);
+    std::vector<T> B(lb.size), C(lc.size);
+    for (auto& v : B) v = make<T>(normal(rng), normal(rng));
+    for (auto& v : C) v = make<T>(normal(rng), normal(rng));
+    std::vector<R> D(dim), bias(dim);
+    for (auto& v : D) v = normal(rng);
+    for (auto& v : bias) v = normal(rng);
+    const bool var_b = lb.st != 0, var_c = lc.st != 0;
+    const int warps = warps_for(dim, lb.per, var_b, lc.per, var_c);
+    const int vec_io = !misaligned && (L * sizeof(R)) % 16 == 0;
+    const int vec_bc = (L * sizeof(T)) % 16 == 0;
+    launch(dim / warps, batch, 32 * warps, [&] {
+        selective_scan_chunked<T>(u, delta, A.data(), B.data(), C.data(), D.data(), z, bias.data(),
+                                  state.data(), y, dim, L, n, lb.sb, lb.sg, lb.sn, lb.st, lb.per,
+                                  lc.sb, lc.sg, lc.sn, lc.st, lc.per, vec_io, vec_bc,
+                                  options, options, options, options);
+    });
+    const double eps = std::numeric_limits<R>::epsilon();
+    const double factor = 16 * eps;
+    double worst = 0;
+    for (int b = 0; b < batch; ++b) {
+        for (int d = 0; d < dim; ++d) {
+            std::vector<Cx> h(n), hs(n);
+            std::vector<double> habs(n), hexp(n, 0.0);
+            for (int k = 0; k < n; ++k) {
+                h[k] = host(h0[(b * dim + d) * n + k]);
+                habs[k] = std::abs(h[k]);
+            }
+            for (long long t = 0; t < L; ++t) {
+                const size_t i = ((size_t)b * dim + d) * L + t;
+                double dt = delta[i] + (options ? bias[d] : 0.0);
+                if (options) dt = dt > 20 ? dt : std::log1p(std::exp(dt));
+                double out = options ? D[d] * u[i] : 0.0, scale = std::fabs(out);
+                for (int k = 0; k < n; ++k) {
+                    const Cx a = host(A[d * n + k]);
+                    const Cx bb = host(B[b * lb.sb + (d / lb.per) * lb.sg + k * lb.sn + t * lb.st]);
+                    const Cx cc = host(C[b * lc.sb + (d / lc.per) * lc.sg + k * lc.sn + t * lc.st]);
+                    const Cx decay = std::exp(dt * (cplx ? a : Cx(a.real())));
+                    h[k] = decay * h[k] + dt * bb * double(u[i]);
+                    // Magnitudes the rounding errors scale with: of the terms, and of the error
+                    // of exp(Δa) (relative |Δa|·eps, from the rounded exponent) carried on.
+                    hexp[k] = std::abs(decay) * (hexp[k] + habs[k] * std::abs(dt * a));
+                    habs[k] = std::abs(decay) * habs[k] + std::abs(dt * bb * double(u[i]));
+                    const double m = cplx ? 2.0 : 1.0;
+                    out += m * (cplx ? (cc * h[k]).real() : (cc.real() * h[k].real()));
+                    scale += m * std::abs(cc) * (habs[k] + hexp[k]);
+                }
+                if (options) {
+                    const double s = z[i] / (1 + std::exp(-double(z[i])));
+                    out *= s;
+                    scale *= std::fabs(s) + 1e-300;
+                }
+                const double e = std::fabs(y[i] - out) / (factor * scale + std::numeric_limits<R>::min());
+                worst = std::max(worst, e == e ? e : 1e300);
+            }
+            for (int k = 0; k < n; ++k) {
+                const Cx got = host(state[(b * dim + d) * n + k]);
+                const double e = std::abs(got - h[k]) / (factor * (habs[k] + hexp[k])
+                                                         + std::numeric_limits<R>::min());
+                worst = std::max(worst, e == e ? e : 1e300);
+            }
+        }
+    }
+    const size_t need = 2 * 2 * scan_detail::SEL_STATES * 32 * scan_detail::Sel<T>::SEG * sizeof(T);
+    if (need > (size_t)SHARED) worst = 1e300;  // the kernel would overrun what _cupy.py asks for
+    std::printf("selective %s batch=%d D=%d N=%d L=%lld B=%d C=%d options=%d misaligned=%d warps=%d "
+                "ratio=%.3e\n", name, batch, dim, n, L, b_kind, c_kind, (int)options, (int)misaligned, warps,
+                worst);
+}
+
+int main() {
+    typedef sl::complex<float> F;
+    typedef sl::complex<double> D;
+    // float32: 512 steps per chunk, 4 states per tile: every chunk boundary and a partial tile.
+    for (long long L : {1LL, 2LL, 63LL, 64LL, 65LL, 511LL, 512LL, 513LL, 1000LL, 2049LL})
+        check<float>("f32", 2, 2, 5, L, 0, 0, 1, true, false);
+    check<float>("f32", 1, 2, 16, 2048, 0, 0, 1, false, false);
+    check<float>("f32", 1, 8, 3, 700, 0, 0, 1, true, false);      // 8 warps stage the tiles
+    check<float>("f32", 2, 4, 5, 600, 1, 1, 2, true, false);      // grouped B and C
+    check<float>("f32", 2, 4, 4, 600, 2, 0, 1, true, false);      // time-invariant B
+    check<float>("f32", 2, 4, 4, 600, 0, 2, 1, true, false);      // time-invariant C
+    check<float>("f32", 1, 3, 2, 300, 1, 2, 3, true, false);      // one channel per group: 1 warp
+    check<float>("f32", 1, 2, 6, 1024, 0, 0, 1, true, true);      // unaligned inputs: scalar loads
+    check<float>("f32", 1, 2, 1, 1, 2, 2, 1, true, false);
+    check<float>("f32", 1, 2, 0, 70, 0, 0, 1, true, false);       // N = 0: y = D·u·silu(z)
+    // float64: 256 steps per chunk.
+    for (long long L : {1LL, 255LL, 256LL, 257LL, 1000LL})
+        check<double>("f64", 1, 2, 5, L, 0, 0, 1, true, false);
+    check<double>("f64", 2, 4, 3, 300, 1, 2, 2, false, false);
+    // complex models: 256 (complex64) and 128 (complex128) steps per chunk.
+    for (long long L : {1LL, 255LL, 256LL, 257LL, 600LL})
+        check<F>("c64", 1, 2, 5, L, 0, 0, 1, true, false);
+    check<F>("c64", 2, 4, 3, 300, 1, 2, 2, false, true);
+    for (long long L : {1LL, 127LL, 128LL, 129LL, 400LL})
+        check<D>("c128", 1, 2, 5, L, 0, 0, 1, true, false);
+    check<D>("c128", 2, 2, 2, 100, 2, 1, 1, true, false);
+}
+"""
+
+EXPECTED_CHECKS = (10 + 9) + (5 + 1) + (5 + 1) + (5 + 1)  # the check<...> calls of main()
+
+
+@pytest.fixture(scope="module")
+def emulation_output(tmp_path_factory):
+    # _cupy.py: two buffers of the B and C tiles.
+    shared = 2 * 2 * _launch_constant("_SELECTIVE_STATES") * 32 * _launch_constant("_SELECTIVE_LANE_BYTES")
+    harness = HARNESS.replace("SHARED_BYTES_PY", str(shared))
+    return build_and_run(tmp_path_factory.mktemp("cuda_emulation"), harness, "SCAN_CU", SOURCE,
+                         timeout=300)
+
+
+def test_emulated_selective_scan_matches_double_precision_loop(emulation_output):
+    assert_within_bounds(emulation_output, EXPECTED_CHECKS)
