@@ -24,7 +24,6 @@ _INV_CHUNK = 128
 _SHARED_LIMIT = 48 * 1024  # dynamic shared memory usable without an opt-in
 _NULL = np.uint64(0)
 _SMALL_THREADS = 256  # SMALL_THREADS of tril.cu
-_SMALL_TILE = 32  # SMALL_TILE of tril.cu
 
 
 def _empty(shape, dtype):
@@ -46,7 +45,7 @@ def _small_shared_bytes(c, dtype, same):
     if c > 64:
         return None
     padded = 16 if c <= 16 else 32 if c <= 32 else 64
-    stride = _SMALL_TILE + 4 if dtype == np.float32 else _SMALL_TILE + 1
+    stride = 68 if dtype == np.float32 else 33  # small_tile<T>::stride of tril.cu
     tiles = (1 if same else 2) * padded * stride
     matrix = padded * padded + (padded // 2) ** 2
     shared = 8 * padded + max(tiles, matrix) * dtype.itemsize

@@ -112,21 +112,24 @@ __global__ void tril_block_inv(long long nblocks, int C, int d, int mode,
 // tril_block_inv_small: the same blocks as tril_block_inv for C ≤ 64, one thread block of 256
 // threads per block, padded to CP ∈ {16, 32, 64} with identity rows (the inverse of
 // diag(T_b, I) is diag(T_b⁻¹, I)):
-//   1. the Gram matrix Q Kᵀ from tiles of 32 columns of Q and K in shared memory, each thread
-//      holding a (CP/16)² register tile (rows ty + 16a, columns tx + 16b: conflict-free reads);
+//   1. the Gram matrix Q Kᵀ from tiles of Q and K columns in shared memory, each thread holding
+//      a register tile of rows ty + 16a and columns tx + 16c (conflict-free reads; the tiles
+//      with c > a lie above the diagonal and are skipped);
 //   2. scales and decays (exponent differences of chunk-local sums, never exp of a sum), the
-//      matrix written once into shared memory (over the dead tiles);
+//      matrix written once into shared memory over the dead tiles;
 //   3. the 16×16 diagonal blocks inverted by forward substitution in registers;
-//   4. merges X₂₁ = −X₂₂ (A₂₁ X₁₁) of neighbouring blocks of 16, 32, … (inverse of a 2×2
-//      block lower-triangular matrix), two small products per level;
+//   4. merges X₂₁ = −X₂₂ (A₂₁ X₁₁) of neighbouring diagonal blocks of 16, 32 (inverse of a
+//      2×2 block lower-triangular matrix), two small products per level over explicit zeros
+//      above the diagonal (uniform loops, vector reads of rows);
 //   5. coalesced stores of T_b⁻¹ diag(c).
 // Sums run in T: every block Xᵢⱼ formed is a block of the final inverse.
 // ---------------------------------------------------------------------------------------------
 
-// Row stride of the Q/K tiles: 36 floats keeps rows 16-byte aligned for vector reads and
-// spreads 16 consecutive rows over all banks; 33 for the scalar reads of other types.
-template <typename T> struct tile_stride { static constexpr int value = 33; };
-template <> struct tile_stride<float> { static constexpr int value = 36; };
+// Columns of Q and K per shared-memory tile and the tiles' row stride: float rows are 16-byte
+// aligned for vector reads (stride ≡ 4 mod 32 spreads 16 consecutive rows over all banks); other
+// types are read one by one (odd stride). Mirrored by _cupy._small_shared_bytes.
+template <typename T> struct small_tile { static constexpr int width = 32, stride = 33; };
+template <> struct small_tile<float> { static constexpr int width = 64, stride = 68; };
 
 template <typename T> __device__ inline void load4(const T* p, T (&v)[4]) {
     v[0] = p[0]; v[1] = p[1]; v[2] = p[2]; v[3] = p[3];
@@ -137,7 +140,6 @@ template <> __device__ inline void load4<float>(const float* p, float (&v)[4]) {
 }
 
 constexpr int SMALL_THREADS = 256;
-constexpr int SMALL_TILE = 32;  // columns of Q and K per shared-memory tile
 
 template <typename T, int CP>
 __device__ void small_block_inv(long long b, int C, int d,
@@ -148,7 +150,7 @@ __device__ void small_block_inv(long long b, int C, int d,
                                 unsigned char* smem) {
     typedef typename sl::real_of<T>::type R;
     constexpr int NT = CP / 16;  // register tile edge
-    constexpr int S = tile_stride<T>::value;
+    constexpr int W = small_tile<T>::width, S = small_tile<T>::stride;
     const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
     double* cum = reinterpret_cast<double*>(smem);
     T* Qs = reinterpret_cast<T*>(smem + CP * sizeof(double));
@@ -171,20 +173,21 @@ __device__ void small_block_inv(long long b, int C, int d,
     for (int a = 0; a < NT; ++a)
 #pragma unroll
         for (int c = 0; c < NT; ++c) acc[a][c] = T(0);
-    for (int r0 = 0; r0 < d; r0 += SMALL_TILE) {
+    for (int r0 = 0; r0 < d; r0 += W) {
         __syncthreads();  // previous tile consumed
-#pragma unroll
-        for (int e = 0; e < CP * SMALL_TILE / SMALL_THREADS; ++e) {
+#pragma unroll 4
+        for (int e = 0; e < CP * W / SMALL_THREADS; ++e) {
             const int idx = tid + e * SMALL_THREADS;
-            const int row = idx / SMALL_TILE, col = idx % SMALL_TILE;
+            const int row = idx / W, col = idx % W;
             const bool inside = row < C && r0 + col < d;
             const long long at = (long long)row * d + r0 + col;
             Qs[row * S + col] = inside ? qb[at] : T(0);
             if (!same) Ks[row * S + col] = inside ? kb[at] : T(0);
         }
         __syncthreads();
+        const int width = min(W, d - r0);
 #pragma unroll 1
-        for (int r = 0; r < SMALL_TILE; r += 4) {
+        for (int r = 0; r < width; r += 4) {  // columns past d are zeros in the tile
             T qa[NT][4], kc[NT][4];
 #pragma unroll
             for (int a = 0; a < NT; ++a) load4(Qs + (ty + 16 * a) * S + r, qa[a]);
@@ -195,7 +198,7 @@ __device__ void small_block_inv(long long b, int C, int d,
 #pragma unroll
                 for (int a = 0; a < NT; ++a)
 #pragma unroll
-                    for (int c = 0; c < NT; ++c) acc[a][c] = sl::fma_acc(acc[a][c], qa[a][u], kc[c][u]);
+                    for (int c = 0; c <= a; ++c) acc[a][c] = sl::fma_acc(acc[a][c], qa[a][u], kc[c][u]);
         }
     }
     __syncthreads();  // tiles dead: X may overwrite them
@@ -241,40 +244,56 @@ __device__ void small_block_inv(long long b, int C, int d,
         }
         __syncthreads();
     }
-    // Merges: at level s, CP/(2s) pairs; thread column J of the CP/2 merged columns, rows
-    // i0, i0 + 512/CP, … of the s rows.
+    // Merges: at level s, CP/(2s) pairs side by side make CP/2 columns; thread column J, rows
+    // i0, i0 + ISTEP, … of the s rows. Entries above the diagonals are stored zeros.
     constexpr int HALF = CP / 2;
-    constexpr int ISTEP = SMALL_THREADS / (HALF > 0 ? HALF : 1);
+    constexpr int ISTEP = SMALL_THREADS / HALF;
+    constexpr int MAXR = CP * CP / 1024 > 0 ? CP * CP / 1024 : 1;  // rows per thread at s = CP/2
     const int J = tid % HALF, i0 = tid / HALF;
 #pragma unroll
     for (int s = 16; s < CP; s *= 2) {
         const int g = J / s, j = J % s;
         const int c0 = 2 * g * s, r0 = c0 + s;
-        constexpr int MAXR = CP * CP / 1024 > 0 ? CP * CP / 1024 : 1;
         const int rows = s / ISTEP;
         T part[MAXR];
-        // tmp = A₂₁ X₁₁ (X₁₁ lower triangular: l ≥ j)
+        // tmp = A₂₁ X₁₁
 #pragma unroll
         for (int t = 0; t < MAXR; ++t) part[t] = T(0);
-        for (int l = j; l < s; ++l) {
-            const T x = X[(c0 + l) * CP + c0 + j];
+#pragma unroll 2
+        for (int l = 0; l < s; l += 4) {
+            T x[4];
 #pragma unroll
-            for (int t = 0; t < MAXR; ++t)
-                if (t < rows) part[t] = sl::fma_acc(part[t], X[(r0 + i0 + t * ISTEP) * CP + c0 + l], x);
+            for (int u = 0; u < 4; ++u) x[u] = X[(c0 + l + u) * CP + c0 + j];
+#pragma unroll
+            for (int t = 0; t < MAXR; ++t) {
+                if (t < rows) {
+                    T a[4];
+                    load4(X + (r0 + i0 + t * ISTEP) * CP + c0 + l, a);
+#pragma unroll
+                    for (int u = 0; u < 4; ++u) part[t] = sl::fma_acc(part[t], a[u], x[u]);
+                }
+            }
         }
 #pragma unroll
         for (int t = 0; t < MAXR; ++t)
             if (t < rows) tmp[(i0 + t * ISTEP) * HALF + J] = part[t];
         __syncthreads();
-        // X₂₁ = −X₂₂ tmp (X₂₂ lower triangular: l ≤ i)
+        // X₂₁ = −X₂₂ tmp
 #pragma unroll
         for (int t = 0; t < MAXR; ++t) part[t] = T(0);
-        for (int l = 0; l < s; ++l) {
-            const T x = tmp[l * HALF + J];
+#pragma unroll 2
+        for (int l = 0; l < s; l += 4) {
+            T x[4];
+#pragma unroll
+            for (int u = 0; u < 4; ++u) x[u] = tmp[(l + u) * HALF + J];
 #pragma unroll
             for (int t = 0; t < MAXR; ++t) {
-                const int i = i0 + t * ISTEP;
-                if (t < rows && l <= i) part[t] = sl::fma_acc(part[t], X[(r0 + i) * CP + r0 + l], x);
+                if (t < rows) {
+                    T a[4];
+                    load4(X + (r0 + i0 + t * ISTEP) * CP + r0 + l, a);
+#pragma unroll
+                    for (int u = 0; u < 4; ++u) part[t] = sl::fma_acc(part[t], a[u], x[u]);
+                }
             }
         }
 #pragma unroll
@@ -290,6 +309,14 @@ __device__ void small_block_inv(long long b, int C, int d,
         ob[idx] = v;
     }
 }
+
+// Declared with its launch bounds (≤ 64 registers for float: four blocks per SM); the
+// definition below is the one the loader instantiates.
+template <class T>
+__global__ void __launch_bounds__(256, 4) tril_block_inv_small(
+    long long, int, int, const T* __restrict__, const T* __restrict__, const T* __restrict__,
+    const T* __restrict__, const typename sl::real_of<T>::type* __restrict__, const T* __restrict__,
+    T* __restrict__);
 
 template <typename T>
 __global__ void tril_block_inv_small(long long nblocks, int C, int d,
