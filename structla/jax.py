@@ -15,6 +15,7 @@ if _impl.jax is not None:
     from .interop._jax import msign as msign
     from .interop._jax import selective_scan as selective_scan
     from .interop._jax import ssm_kernel_diag as ssm_kernel_diag
+    from .interop._jax import ssm_kernel_dplr as ssm_kernel_dplr
     from .interop._jax import tril_dlr_matmul as tril_dlr_matmul
     from .interop._jax import tril_dlr_solve as tril_dlr_solve
     from .interop._jax import ut_transform as ut_transform
@@ -35,6 +36,7 @@ __all__ = [
     "msign",
     "selective_scan",
     "ssm_kernel_diag",
+    "ssm_kernel_dplr",
     "tril_dlr_matmul",
     "tril_dlr_solve",
     "ut_transform",

@@ -17,6 +17,7 @@ if _impl.torch is not None:
     from .interop._torch import msign as msign
     from .interop._torch import selective_scan as selective_scan
     from .interop._torch import ssm_kernel_diag as ssm_kernel_diag
+    from .interop._torch import ssm_kernel_dplr as ssm_kernel_dplr
     from .interop._torch import tril_dlr_matmul as tril_dlr_matmul
     from .interop._torch import tril_dlr_solve as tril_dlr_solve
     from .interop._torch import ut_transform as ut_transform
@@ -38,6 +39,7 @@ __all__ = [
     "msign",
     "selective_scan",
     "ssm_kernel_diag",
+    "ssm_kernel_dplr",
     "tril_dlr_matmul",
     "tril_dlr_solve",
     "ut_transform",

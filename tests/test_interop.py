@@ -32,7 +32,7 @@ def randn(*shape, dtype=F64, seed=0, scale=1.0, shift=0.0):
 
 
 def rand(*shape, seed=0, scale=1.0, shift=0.0):
-    return (scale * torch.rand(*shape, generator=_gen(seed), dtype=F64) + shift).requires_grad_()
+    return (scale * torch.rand(shape, generator=_gen(seed), dtype=F64) + shift).requires_grad_()
 
 
 def gradcheck(fn, args):
@@ -165,6 +165,62 @@ def test_gradcheck_ssm_kernel_diag_small_steps_and_scalar_dt():
     assert gradcheck(lambda *p: st.ssm_kernel_diag(*p, 6), (a, B, C, dt))
 
 
+def _dplr_args(batch=(2,), N=3, rank=1, real=False, seed=0):
+    """A stable DPLR system (Re Λ < 0, small P) with batch dimensions on Λ, C and dt."""
+    if real:
+        Lam = rand(*batch, N, seed=seed, scale=-1.0, shift=-0.3)
+        P, B = randn(rank, N, seed=seed + 1, scale=0.4), randn(N, seed=seed + 2)
+        C = randn(*batch, N, seed=seed + 3)
+    else:
+        Lam = torch.complex(-0.3 - torch.rand((*batch, N), dtype=F64, generator=_gen(seed)),
+                            torch.randn(*batch, N, dtype=F64, generator=_gen(seed + 1))).requires_grad_()
+        P, B = randn(rank, N, dtype=C128, seed=seed + 2, scale=0.4), randn(N, dtype=C128, seed=seed + 3)
+        C = randn(*batch, N, dtype=C128, seed=seed + 4)
+    dt = rand(*batch, seed=seed + 5, scale=0.5, shift=0.1)
+    return Lam, P, B, C, dt
+
+
+@pytest.mark.parametrize("conj_pairs", [True, False])
+@pytest.mark.parametrize("c_tilde", [True, False])
+def test_gradcheck_ssm_kernel_dplr(conj_pairs, c_tilde):
+    """Every input (complex Λ, P, B, C and real dt), batch dims, odd and even L (Nyquist node)."""
+    args = _dplr_args()
+    kw = {"conj_pairs": conj_pairs, "c_tilde": c_tilde}
+    for length in (7, 8):
+        assert gradcheck(lambda *p, n=length: st.ssm_kernel_dplr(*p, n, **kw), args)
+
+
+def test_gradcheck_ssm_kernel_dplr_rank_two_real_and_scalar_dt():
+    Lam, P, B, C, _ = _dplr_args(batch=(2, 1), rank=2, seed=10)
+    dt = torch.tensor(0.3, dtype=F64, requires_grad=True)
+    assert gradcheck(lambda *p: st.ssm_kernel_dplr(*p, 6), (Lam, P, B, C, dt))
+    real = _dplr_args(rank=1, real=True, seed=20)
+    assert gradcheck(lambda *p: st.ssm_kernel_dplr(*p, 5, conj_pairs=False), real)
+
+
+def test_ssm_kernel_dplr_gradients_match_dense_powers():
+    """Against autograd through ``K_k = C Āᵏ B̄`` with the dense bilinear Ā of the whole system."""
+    Lam, P, B, C, dt = _dplr_args(batch=(), N=4, seed=30)
+    length = 16
+    w = torch.randn(length, dtype=F64, generator=_gen(31))
+    (st.ssm_kernel_dplr(Lam, P, B, C, dt, length) * w).sum().backward()
+    ours = [t.grad.clone() for t in (Lam, P, B, C, dt)]
+    for t in (Lam, P, B, C, dt):
+        t.grad = None
+    full = [torch.cat([x, x.conj()], -1) for x in (Lam, P, B, C)]
+    A = torch.diag(full[0]) - full[1].T @ full[1].conj()
+    eye = torch.eye(8, dtype=C128)
+    M = eye - dt / 2 * A
+    Ad, Bd = torch.linalg.solve(M, eye + dt / 2 * A), dt * torch.linalg.solve(M, full[2])
+    x, K = Bd, []
+    for _ in range(length):
+        K.append((full[3] * x).sum().real)
+        x = Ad @ x
+    (torch.stack(K) * w).sum().backward()
+    for a, t in zip(ours, (Lam, P, B, C, dt), strict=True):
+        torch.testing.assert_close(a, t.grad, rtol=1e-9, atol=1e-10)
+
+
 def test_gradcheck_msign():
     M = randn(2, 4, 3)
     assert gradcheck(lambda M: st.msign(M), (M,))
@@ -261,6 +317,7 @@ def test_custom_ops_pass_opcheck():
                           (*(t.detach().requires_grad_() for t in (diag, q, k, b)), None, "N"))
     a, x = rand(2, 6, seed=4), randn(2, 6, seed=5)
     torch.library.opcheck(torch.ops.structla.linear_scan.default, (a, x, None, -1, False))
+    torch.library.opcheck(torch.ops.structla.ssm_kernel_dplr.default, (*_dplr_args(), 6, True, False))
 
 
 def test_torch_compile_fullgraph_forward_and_backward():
@@ -348,6 +405,12 @@ def _cuda_cases():
          (rc(2, 4), rc(4, scale=0.2))),
         ("ssm_kernel_diag", lambda *a: st.ssm_kernel_diag(*a, 16),
          (torch.complex(-r(2, 4).abs(), r(2, 4)), rc(4), rc(2, 4), r(2).abs() * 0.1)),
+        ("ssm_kernel_dplr", lambda *a: st.ssm_kernel_dplr(*a, 16),
+         (torch.complex(-r(2, 4).abs() - 0.2, r(2, 4)), rc(1, 4, scale=0.4), rc(4), rc(2, 4),
+          r(2).abs() * 0.1 + 0.01)),
+        ("ssm_kernel_dplr complex", lambda *a: st.ssm_kernel_dplr(*a, 15, conj_pairs=False, c_tilde=True),
+         (torch.complex(-r(2, 4).abs() - 0.2, r(2, 4)), rc(2, 4, scale=0.4), rc(4), rc(2, 4),
+          r(2).abs() * 0.1 + 0.01)),
         ("msign", lambda M: st.msign(M), (r(2, 5, 4),)),
         ("linear_scan", lambda a, b: st.linear_scan(a, b), (r(3, 32).sigmoid(), r(3, 32))),
         ("selective_scan", lambda *a: st.selective_scan(*a, delta_softplus=True),

@@ -39,6 +39,7 @@ __all__ = [
     "msign",
     "selective_scan",
     "ssm_kernel_diag",
+    "ssm_kernel_dplr",
     "tril_dlr_matmul",
     "tril_dlr_solve",
     "ut_transform",
@@ -223,6 +224,24 @@ def ssm_kernel_diag(a: Any, B: Any, C: Any, dt: Any, length: int, *, method: str
         return _vjp.ssm_kernel_diag_vjp(gK, a, B, C, dt, length, method, alpha, conj_pairs)
 
     return _op(forward, vjp, spec, (a, B, C, dt), False)
+
+
+def ssm_kernel_dplr(Lambda: Any, P: Any, B: Any, C: Any, dt: Any, length: int, *, conj_pairs: bool = True,
+                    c_tilde: bool = False) -> Any:
+    """Differentiable :func:`structla.ssm_kernel_dplr` (S4) for JAX arrays (host callback)."""
+    Lambda, P, B, C = _prepare(Lambda), _prepare(P), _prepare(B), _prepare(C)
+    dt = jnp.asarray(dt, dtype=_shapes.real_of(_dt(Lambda, P, B, C)))
+    shape = _shapes.ssm_kernel_dplr(jnp.shape(Lambda), jnp.shape(P), jnp.shape(B), jnp.shape(C),
+                                    jnp.shape(dt), length)
+    spec = _spec(shape, _shapes.ssm_kernel_diag_dtype(_dt(Lambda, P), _dt(B), _dt(C), _dt(dt), conj_pairs))
+
+    def forward(Lambda, P, B, C, dt):
+        return structla.ssm_kernel_dplr(Lambda, P, B, C, dt, length, conj_pairs=conj_pairs, c_tilde=c_tilde)
+
+    def vjp(gK, Lambda, P, B, C, dt):
+        return _vjp.ssm_kernel_dplr_vjp(gK, Lambda, P, B, C, dt, length, conj_pairs, c_tilde)
+
+    return _op(forward, vjp, spec, (Lambda, P, B, C, dt), False)
 
 
 def msign(M: Any, *, steps: int | None = None, coeffs: str = "polar_express") -> Any:

@@ -62,6 +62,10 @@ def ssm_kernel_diag_dtype(a: np.dtype, B: np.dtype, C: np.dtype, dt: np.dtype, c
     return real_of(dtype) if conj_pairs or dtype.kind == "f" else complex_of(dtype)
 
 
+def ssm_kernel_dplr(Lambda: Shape, P: Shape, B: Shape, C: Shape, dt: Shape, length: int) -> tuple[int, ...]:
+    return (*_batch(Lambda[:-1], P[:-2], B[:-1], C[:-1], dt), length)
+
+
 def linear_scan(a: Shape, b: Shape) -> tuple[int, ...]:
     return _batch(a, b)
 

@@ -6,7 +6,7 @@ a fake (meta) kernel so ``torch.compile`` traces it as one opaque node, and an a
 formula registered by ``register_autograd`` with a ``setup_context``. The backward pass is
 itself a custom operator calling the NumPy/CuPy VJPs of :mod:`structla.interop._vjp`.
 
-Not wrapped: ``ssm_kernel_dplr``, the gated models; complex-A ``selective_scan`` runs forward
+Not wrapped: the gated models; complex-A ``selective_scan`` runs forward
 but its backward raises (``docs/families/interop.md`` lists the coverage).
 
 Without torch installed this module still imports (the documentation and its doctests import
@@ -39,6 +39,7 @@ __all__ = [
     "msign",
     "selective_scan",
     "ssm_kernel_diag",
+    "ssm_kernel_dplr",
     "tril_dlr_matmul",
     "tril_dlr_solve",
     "ut_transform",
@@ -441,6 +442,67 @@ if torch is not None:
             raise ValueError("method='gbt' needs alpha")
         return _ssm_kernel_diag(a, B, C, _tensor(dt, a, real=True), int(length), method,
                                 None if alpha is None else float(alpha), bool(conj_pairs))
+
+
+    def _dplr_dtype(Lambda: Tensor, P: Tensor, B: Tensor, C: Tensor, dt: Tensor,
+                    conj_pairs: bool) -> torch.dtype:
+        dtype = _shapes.ssm_kernel_diag_dtype(_shapes.promote(_np(Lambda), _np(P)), _np(B), _np(C), _np(dt),
+                                              conj_pairs)
+        return _out_dtype(dtype, Lambda, P, B, C) if dtype.kind == "f" else _TO_TORCH[dtype]
+
+
+    @torch.library.custom_op("structla::ssm_kernel_dplr", mutates_args=())
+    def _ssm_kernel_dplr(Lambda: Tensor, P: Tensor, B: Tensor, C: Tensor, dt: Tensor, length: int,
+                         conj_pairs: bool, c_tilde: bool) -> Tensor:
+        return run_on_tensors(structla.ssm_kernel_dplr, Lambda, P, B, C, dt, length, conj_pairs=conj_pairs,
+                              c_tilde=c_tilde, out_dtype=_dplr_dtype(Lambda, P, B, C, dt, conj_pairs))
+
+
+    @_ssm_kernel_dplr.register_fake
+    def _(Lambda, P, B, C, dt, length, conj_pairs, c_tilde):
+        shape = _shapes.ssm_kernel_dplr(Lambda.shape, P.shape, B.shape, C.shape, dt.shape, length)
+        return _empty(shape, _dplr_dtype(Lambda, P, B, C, dt, conj_pairs), Lambda)
+
+
+    @torch.library.custom_op("structla::ssm_kernel_dplr_backward", mutates_args=())
+    def _ssm_kernel_dplr_backward(gK: Tensor, Lambda: Tensor, P: Tensor, B: Tensor, C: Tensor, dt: Tensor,
+                                  length: int, conj_pairs: bool, c_tilde: bool) -> list[Tensor]:
+        return _grads(_vjp.ssm_kernel_dplr_vjp, [Lambda, P, B, C, dt], gK, Lambda, P, B, C, dt, length,
+                      conj_pairs, c_tilde)
+
+
+    @_ssm_kernel_dplr_backward.register_fake
+    def _(gK, Lambda, P, B, C, dt, length, conj_pairs, c_tilde):
+        return _fake_grads([Lambda, P, B, C, dt])
+
+
+    def _dplr_setup(ctx, inputs, output):
+        Lambda, P, B, C, dt, *rest = inputs
+        ctx.args = tuple(rest)
+        ctx.save_for_backward(Lambda, P, B, C, dt)
+
+
+    def _dplr_bwd(ctx, gK):
+        Lambda, P, B, C, dt = ctx.saved_tensors
+        g = _ssm_kernel_dplr_backward(gK.contiguous(), Lambda, P, B, C, dt, *ctx.args)
+        return g[0], g[1], g[2], g[3], g[4], None, None, None
+
+
+    torch.library.register_autograd("structla::ssm_kernel_dplr", _dplr_bwd, setup_context=_dplr_setup)
+
+
+    def ssm_kernel_dplr(Lambda: Tensor, P: Tensor, B: Tensor, C: Tensor, dt: Any, length: int, *,
+                        conj_pairs: bool = True, c_tilde: bool = False) -> Tensor:
+        """Differentiable :func:`structla.ssm_kernel_dplr` (S4), gradients to ``Lambda, P, B, C, dt``.
+
+        Backward through the generating function (MATH B2): a forward FFT of the cotangent
+        (the adjoint of the inverse FFT), the bilinear prefactor, the Woodbury step, and the
+        VJP of the (r+1)² Cauchy sums (one Cauchy sum and two blocked squared-denominator
+        sums per numerator row): O((r+1)²·N·L). With ``c_tilde=False`` the chain continues
+        through ``C̃ = C − C Āᴸ`` by repeated squaring of the dense N×N ``Ā``: O(N³·log L).
+        """
+        return _ssm_kernel_dplr(Lambda, P, B, C, _tensor(dt, Lambda, real=True), int(length),
+                                bool(conj_pairs), bool(c_tilde))
 
 
     # ----------------------------------------------------------------------------- matfun

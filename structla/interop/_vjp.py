@@ -359,6 +359,186 @@ def ssm_kernel_diag_vjp(gK: Any, a: Any, B: Any, C: Any, dt: Any, length: int, m
     return _fit(ga, a, xp), _fit(gB, B, xp), _fit(gC, C, xp), _fit(gdt, dt, xp)
 
 
+def _woodbury_cotangents(k: Any, rho: Any, rank: int, xp: Any) -> Any:
+    """``∂L/∂k̄`` of the (r+1)² Cauchy sums from ``ρ = ∂L/∂res̄``, ``res = k₀₀ − k₀₁(I + k₁₁)⁻¹k₁₀``.
+
+    With ``a = (I + k₁₁)⁻¹k₁₀`` and ``b = (I + k₁₁ᵀ)⁻¹k₀₁``:
+    ``d res = dk₀₀ − dk₀₁·a − bᵀ·dk₁₀ + bᵀ dk₁₁ a``, the outer product of ``(1, −b)`` and
+    ``(1, −a)``; ``k`` is ``(..., r+1, r+1, M)``, the result too.
+    """
+    ones = xp.ones_like(rho)[..., None, :]
+    if rank == 0:
+        e = f = ones
+    else:
+        k11 = xp.moveaxis(k[..., 1:, 1:, :], -1, -3)                    # (..., M, r, r)
+        system = k11 + xp.eye(rank, dtype=k.dtype)
+        a = xp.linalg.solve(system, xp.moveaxis(k[..., 1:, 0, :], -1, -2)[..., None])[..., 0]
+        b = xp.linalg.solve(xp.swapaxes(system, -1, -2),
+                            xp.moveaxis(k[..., 0, 1:, :], -1, -2)[..., None])[..., 0]
+        e = xp.concatenate([ones, -xp.moveaxis(b, -2, -1)], axis=-2)     # (..., r+1, M)
+        f = xp.concatenate([ones, -xp.moveaxis(a, -2, -1)], axis=-2)
+    return (e[..., :, None, :] * f[..., None, :, :]).conj() * rho[..., None, None, :]
+
+
+def _generating_vjp(gK: Any, Lam: Any, P: Any, B: Any, Ct: Any, dt: Any, length: int, conj_pairs: bool,
+                    real: bool, xp: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """Gradients ``(Λ, P, B, C̃, Δ)`` of S4's truncated generating function and its inverse FFT.
+
+    Forward (MATH B2, recomputed here from :func:`structla.cauchy`): at the nodes
+    ``g_l = (2i/Δ)·tan(πl/L)``, the (r+1)² Cauchy sums ``k_uv = Σ_i u_i v_i/(g_l − λ_i)`` of
+    ``u ∈ (C̃, P̄)``, ``v ∈ (B, P)``, the Woodbury resolvent ``res_l``, ``K̂_l = e^{iθ/2}/cos(θ/2)·res_l``
+    (the Nyquist node: ``(Δ/2)·C̃ᵀB``), ``K = irfft(K̂)`` (``ifft`` for complex kernels).
+    Backward, stage by stage: the adjoint of the inverse FFT is a forward FFT of ``gK`` (rfft
+    bins other than 0 and L/2 count twice), the prefactor conjugated, the Woodbury step by
+    :func:`_woodbury_cotangents`, the Cauchy sums by :func:`cauchy_vjp` (one Cauchy sum plus two
+    squared-denominator sums per numerator row), and ``∂g/∂Δ = −g/Δ``. All inputs are
+    broadcast to one batch shape ``(..., N)`` / ``(..., r, N)`` / ``(...)``. O((r+1)²·N·L).
+    """
+    N, rank, L = Lam.shape[-1], P.shape[-2], length
+    dtype = Lam.dtype
+    real_dtype = Lam.real.dtype
+    nodes = L // 2 + 1 if real else L
+    nyquist = L % 2 == 0
+    regular = np.arange(nodes)
+    if nyquist:
+        regular = regular[regular != L // 2]
+    if real:
+        weights = np.full(nodes, 2.0 / L)
+        weights[0] = 1.0 / L
+        if nyquist:
+            weights[-1] = 1.0 / L
+        gamma = xp.fft.rfft(gK.real, n=L, axis=-1) * xp.asarray(weights, dtype=real_dtype)
+    else:
+        gamma = xp.fft.fft(gK, n=L, axis=-1) / L
+    gamma = gamma.astype(dtype, copy=False)
+    half_angle = xp.asarray(np.pi * regular / L, dtype=real_dtype)
+    dtc = dt[..., None]
+    g = (1j * (2 / dtc) * xp.tan(half_angle)).astype(dtype)
+    prefactor = (xp.exp(1j * half_angle) / xp.cos(half_angle)).astype(dtype)
+    rho = prefactor.conj() * gamma[..., xp.asarray(regular)]
+
+    left = xp.concatenate([Ct[..., None, :], P.conj()], axis=-2)          # (..., r+1, N)
+    right = xp.concatenate([B[..., None, :], P], axis=-2)
+    batch = Lam.shape[:-1]
+    numerators = (left[..., :, None, :] * right[..., None, :, :]).reshape(*batch, (rank + 1) ** 2, N)
+    poles, nodes_g = Lam[..., None, :], g[..., None, :]
+    k = structla.cauchy(numerators, poles, nodes_g, conj_pairs=conj_pairs, check_finite=False)
+    gk = _woodbury_cotangents(k.reshape(*batch, rank + 1, rank + 1, -1), rho, rank, xp)
+    gnum, gLam, gg = cauchy_vjp(gk.reshape(k.shape), numerators, poles, nodes_g, conj_pairs)
+    gnum = gnum.reshape(*batch, rank + 1, rank + 1, N)
+    gleft = (gnum * right.conj()[..., None, :, :]).sum(axis=-2)
+    gright = (gnum * left.conj()[..., :, None, :]).sum(axis=-3)
+    gCt, gB = gleft[..., 0, :], gright[..., 0, :]
+    gP = gleft[..., 1:, :].conj() + gright[..., 1:, :]
+    gdt = -(g.conj() * gg[..., 0, :]).real.sum(axis=-1) / dt
+    if nyquist:
+        gn = gamma[..., L // 2]
+        sigma = (Ct * B).sum(axis=-1)
+        if conj_pairs:  # K̂(−1) = Δ·Re σ: a real function of σ
+            gsigma = dt * gn.real
+            gdt = gdt + gn.real * sigma.real
+        else:
+            gsigma = dt / 2 * gn
+            gdt = gdt + (sigma.conj() / 2 * gn).real
+        gCt = gCt + B.conj() * gsigma[..., None]
+        gB = gB + Ct.conj() * gsigma[..., None]
+    return gLam[..., 0, :], gP, gB, gCt, gdt
+
+
+def _full(x: Any, conj_pairs: bool, xp: Any) -> Any:
+    return xp.concatenate([x, x.conj()], axis=-1) if conj_pairs else x
+
+
+def _fold(g: Any, n: int, conj_pairs: bool) -> Any:
+    """Gradient of the stored modes from that of ``[x, conj(x)]``."""
+    return g[..., :n] + g[..., n:].conj() if conj_pairs else g
+
+
+def _correction_vjp(gCt: Any, Lam: Any, P: Any, C: Any, dt: Any, length: int, conj_pairs: bool,
+                    xp: Any, forward_only: bool = False) -> Any:
+    """``C Āᴸ`` (stored modes) of the bilinear DPLR system, or the gradients through ``C̃ = C − C Āᴸ``.
+
+    ``Ā = (I − ΔD/2)⁻¹(I + ΔD/2)``, ``D = diag(Λ) − PᵀP̄`` of the whole system, is formed densely
+    and ``C Āᴸ`` is applied as a row vector to the repeated squares ``Ā^{2^t}`` (log₂L of
+    them). Backward: ``∂L/∂S̄ = v̄ ⊗ ḡ`` for each applied square ``v ← v S``, then down the
+    squaring chain (``S' = S S``: ``ḡ_S += ḡ_{S'} Sᴴ + Sᴴ ḡ_{S'}``), then through the solve
+    (``ḡ_N = M⁻ᴴ ḡ_Ā``, ``ḡ_M = −ḡ_N Āᴴ``) to ``D``: ``∂Λ = diag(ḡ_D)``,
+    ``∂P = −P(ḡ_Dᵀ + conj(ḡ_D))``. O(N³·log L) per channel, like the GPU forward; no
+    N×L temporary. Returns ``(∂Λ, ∂P, ∂C, ∂Δ)`` (the C̃ cotangent already subtracted).
+    """
+    N = Lam.shape[-1]
+    Lf, Pf, Cf = _full(Lam, conj_pairs, xp), _full(P, conj_pairs, xp), _full(C, conj_pairs, xp)
+    n = Lf.shape[-1]
+    D = -xp.matmul(xp.swapaxes(Pf, -1, -2), Pf.conj())
+    D = D + Lf[..., None] * xp.eye(n, dtype=D.dtype)
+    h = (dt / 2)[..., None, None]
+    eye = xp.eye(n, dtype=D.dtype)
+    M = eye - h * D
+    Ad = xp.linalg.solve(M, eye + h * D) if n else xp.broadcast_to(eye, D.shape)
+    squares = [Ad]
+    while 2 ** len(squares) <= length:
+        squares.append(xp.matmul(squares[-1], squares[-1]))
+    v, applied = Cf, []
+    for t, S in enumerate(squares):
+        if length >> t & 1:
+            applied.append((t, v))
+            v = xp.matmul(v[..., None, :], S)[..., 0, :]
+    if forward_only:
+        return v[..., :N]
+    gv = xp.concatenate([-gCt, xp.zeros_like(gCt)], axis=-1) if conj_pairs else -gCt
+    gS = [xp.zeros_like(S) for S in squares]
+    for t, before in reversed(applied):
+        gS[t] = gS[t] + before.conj()[..., :, None] * gv[..., None, :]
+        gv = xp.matmul(squares[t].conj(), gv[..., None])[..., 0]
+    for t in range(len(squares) - 1, 0, -1):
+        S = squares[t - 1]
+        SH = xp.swapaxes(S, -1, -2).conj()
+        gS[t - 1] = gS[t - 1] + xp.matmul(gS[t], SH) + xp.matmul(SH, gS[t])
+    gN = xp.linalg.solve(xp.swapaxes(M, -1, -2).conj(), gS[0]) if n else gS[0]
+    gdiff = gN + xp.matmul(gN, xp.swapaxes(Ad, -1, -2).conj())           # ḡ_N − ḡ_M
+    gD = h * gdiff
+    gLf = xp.diagonal(gD, axis1=-2, axis2=-1)
+    gPf = -xp.matmul(Pf, xp.swapaxes(gD, -1, -2) + gD.conj())
+    gdt = (D.conj() * gdiff).real.sum(axis=(-2, -1)) / 2
+    return (_fold(gLf, N, conj_pairs), _fold(gPf, N, conj_pairs), gCt + _fold(gv, N, conj_pairs), gdt)
+
+
+def ssm_kernel_dplr_vjp(gK: Any, Lambda: Any, P: Any, B: Any, C: Any, dt: Any, length: int,
+                        conj_pairs: bool = True, c_tilde: bool = False) -> tuple[Any, Any, Any, Any, Any]:
+    """Gradients ``(Lambda, P, B, C, dt)`` of ``ssm_kernel_dplr(Lambda, P, B, C, dt, length, …)``.
+
+    The generating-function stage (Cauchy sums, Woodbury, bilinear prefactor, Nyquist node,
+    inverse FFT) is differentiated by :func:`_generating_vjp`: O((r+1)²·N·L) time, memory
+    O(batch·(r+1)²·N·256) for the blocked squared-denominator sums. With ``c_tilde=False``
+    the chain continues through ``C̃ = C − C Āᴸ`` (:func:`_correction_vjp`, dense N×N).
+    """
+    xp = array_namespace(gK=gK, Lambda=Lambda, P=P, B=B, C=C, dt=dt)
+    dt = xp.asarray(dt)
+    base = np.result_type(Lambda.dtype, P.dtype, B.dtype, C.dtype, dt.dtype)
+    real = bool(conj_pairs) or base.kind == "f"
+    dtype = np.result_type(base, np.complex64)
+    real_dtype = np.empty(0, dtype).real.dtype
+    batch = np.broadcast_shapes(Lambda.shape[:-1], P.shape[:-2], B.shape[:-1], C.shape[:-1], dt.shape,
+                                gK.shape[:-1])
+    N, rank = Lambda.shape[-1], P.shape[-2]
+    Lam = xp.broadcast_to(Lambda.astype(dtype), (*batch, N))
+    Pm = xp.broadcast_to(P.astype(dtype), (*batch, rank, N))
+    Bv = xp.broadcast_to(B.astype(dtype), (*batch, N))
+    Cv = xp.broadcast_to(C.astype(dtype), (*batch, N))
+    dtb = xp.broadcast_to(dt.astype(real_dtype), batch)
+    gK = xp.broadcast_to(gK, (*batch, length))
+    if length == 0:
+        zeros = [xp.zeros_like(x) for x in (Lam, Pm, Bv, Cv, dtb)]
+        return tuple(_fit(z, x, xp) for z, x in zip(zeros, (Lambda, P, B, C, dt), strict=True))
+    Ct = Cv if c_tilde else Cv - _correction_vjp(None, Lam, Pm, Cv, dtb, length, conj_pairs, xp,
+                                                 forward_only=True)
+    gLam, gP, gB, gC, gdt = _generating_vjp(gK, Lam, Pm, Bv, Ct, dtb, length, conj_pairs, real, xp)
+    if not c_tilde:
+        hLam, hP, gC, hdt = _correction_vjp(gC, Lam, Pm, Cv, dtb, length, conj_pairs, xp)
+        gLam, gP, gdt = gLam + hLam, gP + hP, gdt + hdt
+    return _fit(gLam, Lambda, xp), _fit(gP, P, xp), _fit(gB, B, xp), _fit(gC, C, xp), _fit(gdt, dt, xp)
+
+
 # ----------------------------------------------------------------------------- matfun
 
 
