@@ -49,6 +49,7 @@ HARNESS = r"""
 #define __shared__ static
 #define __restrict__ __restrict
 #define __align__(n) __attribute__((aligned(n)))
+#define __launch_bounds__(...)
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
 thread_local dim3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
@@ -149,8 +150,10 @@ void check(const char* name, int batch, int dim, int n, long long L, int b_kind,
     }
     std::vector<T> A(dim * n), state(batch * dim * n);
     for (auto& a : A) a = make<T>(-std::exp(uniform(rng)), 3 * normal(rng));
-    for (auto& h : state) h = options ? make<T>(normal(rng), normal(rng)) : T(0);
-    const std::vector<T> h0 = state;
+    // Without h0 the kernel must not read `state`: it starts as NaN there.
+    for (auto& h : state) h = options ? make<T>(normal(rng), normal(rng)) : make<T>(NAN, NAN);
+    std::vector<T> h0 = state;
+    if (!options) std::fill(h0.begin(), h0.end(), T(0));
     const Layout lb = layout(b_kind, batch, dim, groups, n, L), lc = layout(c_kind, batch, dim, groups, n, L);
     std::vector<T> B(lb.size), C(lc.size);
     for (auto& v : B) v = make<T>(normal(rng), normal(rng));
@@ -162,11 +165,13 @@ void check(const char* name, int batch, int dim, int n, long long L, int b_kind,
     const int warps = warps_for(dim, lb.per, var_b, lc.per, var_c);
     const int vec_io = !misaligned && (L * sizeof(R)) % 16 == 0;
     const int vec_bc = (L * sizeof(T)) % 16 == 0;
+    using namespace scan_detail;
+    const int flags = (vec_io ? SEL_VEC_IO : 0) | (vec_bc ? SEL_VEC_BC : 0)
+                      | (options ? SEL_HAS_D | SEL_HAS_Z | SEL_HAS_BIAS | SEL_SOFTPLUS | SEL_HAS_H0 : 0);
     launch(dim / warps, batch, 32 * warps, [&] {
         selective_scan_chunked<T>(u, delta, A.data(), B.data(), C.data(), D.data(), z, bias.data(),
                                   state.data(), y, dim, L, n, lb.sb, lb.sg, lb.sn, lb.st, lb.per,
-                                  lc.sb, lc.sg, lc.sn, lc.st, lc.per, vec_io, vec_bc,
-                                  options, options, options, options);
+                                  lc.sb, lc.sg, lc.sn, lc.st, lc.per, flags);
     });
     const double eps = std::numeric_limits<R>::epsilon();
     const double factor = 16 * eps;

@@ -6,6 +6,7 @@ kernel runs on CuPy's current stream.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -22,6 +23,9 @@ _SELECTIVE_STATES = 4  # SEL_STATES in scan.cu: states per staged tile
 _SELECTIVE_LANE_BYTES = 80  # a lane's 64 bytes of states and 16 of padding in a tile (Sel<T>)
 # Two buffers of the B and C tiles: 40 KiB, under the 48 KiB a launch may ask without an opt-in.
 _SELECTIVE_SHARED = 2 * 2 * _SELECTIVE_STATES * 32 * _SELECTIVE_LANE_BYTES
+# Bits of the kernel's `flags` (SelFlag in scan.cu).
+_SEL_VEC_IO, _SEL_VEC_BC, _SEL_HAS_D, _SEL_HAS_Z, _SEL_HAS_BIAS, _SEL_SOFTPLUS, _SEL_HAS_H0 = \
+    1, 2, 4, 8, 16, 32, 64
 
 
 def _empty(shape: tuple[int, ...], dtype: Any) -> Any:
@@ -101,41 +105,54 @@ def _aligned(*arrays: Any, length: int) -> bool:
     return all(x.data.ptr % 16 == 0 for x in arrays) and (length * arrays[0].itemsize) % 16 == 0
 
 
+@functools.cache
+def _selective_kernel(dtype: np.dtype, device: int) -> Any:
+    """The kernel for ``dtype`` on ``device``, looked up once (the call is timed end to end)."""
+    return get_kernel("scan", "scan.cu", "selective_scan_chunked", dtype)
+
+
 def selective_scan(u: Any, delta: Any, A: Any, B: Any, C: Any, D: Any, z: Any,
                    delta_bias: Any, delta_softplus: bool, h0: Any) -> tuple[Any, Any]:
     """Mamba's selective scan on the GPU; returns ``(y, h_last)``.
 
     One block per (batch, group of up to 8 channels); each warp scans one channel in
     chunks of 64 bytes of states per lane (512 steps in float32), the state carried between
-    chunks, B and C tiles staged in shared memory for the block (see ``scan.cu``).
+    chunks, B and C tiles staged in shared memory for the block (see ``scan.cu``). One
+    kernel launch and two allocations: no other work is queued.
     """
     batch, dim, length = u.shape
     nstate = A.shape[1]
     real, state_dtype = u.dtype, A.dtype
     y = _empty(u.shape, real)
-    state = cp.zeros((batch, dim, nstate), dtype=state_dtype) if h0 is None else \
-        cp.array(h0, dtype=state_dtype, order="C", copy=True)
     if batch * dim == 0 or length == 0:
+        state = cp.zeros((batch, dim, nstate), dtype=state_dtype) if h0 is None else \
+            cp.array(h0, dtype=state_dtype, order="C", copy=True)
         return y, state
+    # Without h0 the kernel only writes the state: no zero fill.
+    state = _empty((batch, dim, nstate), state_dtype) if h0 is None else \
+        cp.array(h0, dtype=state_dtype, order="C", copy=True)
     B = cp.ascontiguousarray(B, dtype=state_dtype)
     C = cp.ascontiguousarray(C, dtype=state_dtype)
     strides_b, strides_c = _bc_strides(B, dim), _bc_strides(C, dim)
     varying = [M for M in (B, C) if M.shape[3] > 1]
     warps = _channels_per_block(dim, [dim // M.shape[1] for M in varying])
     u, delta = cp.ascontiguousarray(u), cp.ascontiguousarray(delta)
-    z = None if z is None else cp.ascontiguousarray(z, dtype=real)
-    dummy = cp.zeros(1, dtype=real)
-    vec_io = _aligned(u, delta, y, *(() if z is None else (z,)), length=length)
-    vec_bc = not varying or _aligned(*varying, length=length)
+    if z is not None:
+        z = cp.ascontiguousarray(z, dtype=real)
+    flags = (_SEL_VEC_IO * _aligned(u, delta, y, *(() if z is None else (z,)), length=length)
+             + _SEL_VEC_BC * (not varying or _aligned(*varying, length=length))
+             + _SEL_HAS_D * (D is not None) + _SEL_HAS_Z * (z is not None)
+             + _SEL_HAS_BIAS * (delta_bias is not None) + _SEL_SOFTPLUS * bool(delta_softplus)
+             + _SEL_HAS_H0 * (h0 is not None))
+    # Arrays of absent options are never read: u stands in for them.
     args = (
         u, delta, cp.ascontiguousarray(A), B, C,
-        dummy if D is None else cp.ascontiguousarray(D, dtype=real),
-        dummy if z is None else z,
-        dummy if delta_bias is None else cp.ascontiguousarray(delta_bias, dtype=real),
+        u if D is None else cp.ascontiguousarray(D, dtype=real),
+        u if z is None else z,
+        u if delta_bias is None else cp.ascontiguousarray(delta_bias, dtype=real),
         state, y, np.int32(dim), np.int64(length), np.int32(nstate), *strides_b, *strides_c,
-        np.int32(vec_io), np.int32(vec_bc), np.int32(D is not None), np.int32(z is not None),
-        np.int32(delta_bias is not None), np.int32(bool(delta_softplus)),
+        np.int32(flags),
     )
-    launch(get_kernel("scan", "scan.cu", "selective_scan_chunked", state_dtype), (dim // warps, batch),
-           32 * warps, args, shared_mem=_SELECTIVE_SHARED)
+    launch(_selective_kernel(state_dtype, cp.cuda.runtime.getDevice()), (dim // warps, batch), 32 * warps,
+           args, shared_mem=_SELECTIVE_SHARED)
     return y, state

@@ -199,6 +199,17 @@ template <typename T> struct Sel {
 };
 constexpr int SEL_STATES = 4;  // states per staged tile of B and C
 
+// Bits of selective_scan_chunked's `flags` (SEL_FLAGS in _cupy.py).
+enum SelFlag {
+    SEL_VEC_IO = 1,     // u, delta, z, y allow 16-byte access
+    SEL_VEC_BC = 2,     // so do the time-varying of B and C
+    SEL_HAS_D = 4,
+    SEL_HAS_Z = 8,
+    SEL_HAS_BIAS = 16,
+    SEL_SOFTPLUS = 32,
+    SEL_HAS_H0 = 64,    // `state` holds h0 (else the state starts at 0 and `state` is only written)
+};
+
 // 2^x in one MUFU instruction for float (the rate carries the factor log2 e; results below
 // the normal range flush to 0, so exp(ΔA) underflows cleanly).
 __device__ inline float fast_exp2(float x) {
@@ -238,7 +249,7 @@ __device__ inline void copy16(void* shared_dst, const void* global_src) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     unsigned dst;
     asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(dst) : "l"(shared_dst));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(global_src) : "memory");
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(global_src) : "memory");
 #else
     *static_cast<Pack<float>*>(shared_dst) = *static_cast<const Pack<float>*>(global_src);
 #endif
@@ -306,10 +317,25 @@ __device__ inline void store_steps(R* __restrict__ p, long long first, long long
 // per block): they are staged in shared memory, SEL_STATES states × one chunk per tile,
 // double-buffered with asynchronous copies so that tile i+1 loads while tile i computes.
 // B/C element (b, d, n, t) is at b·sb + (d / per)·sg + n·sn + t·st (st = 0: constant in
-// time; sb = 0: shared across the batch). `state` (batch, D, N) holds h0 on entry and the
-// last state on exit; between chunks it carries the state (each tile reads its states
-// once and writes them once). vec_io / vec_bc: 16-byte loads and stores are aligned (u,
-// delta, z, y / the time-varying of B, C).
+// time; sb = 0: shared across the batch). `state` (batch, D, N) holds h0 on entry (with
+// SEL_HAS_H0) and the last state on exit; between chunks it carries the state (each tile
+// reads its states once and writes them once). Dskip, z, bias are not read unless their
+// flag is set (any pointer will do then).
+// 4-byte states: two blocks of 256 threads per SM, so at most 128 registers a thread (declared apart from
+// the definition, which keeps the form the kernel loader looks for).
+template <typename T>
+__launch_bounds__(256, sizeof(T) == 4 ? 2 : 1) __global__ void selective_scan_chunked(
+    const typename sl::real_of<T>::type* __restrict__ u,
+    const typename sl::real_of<T>::type* __restrict__ delta,
+    const T* __restrict__ A, const T* __restrict__ B, const T* __restrict__ C,
+    const typename sl::real_of<T>::type* __restrict__ Dskip,
+    const typename sl::real_of<T>::type* __restrict__ z,
+    const typename sl::real_of<T>::type* __restrict__ bias,
+    T* __restrict__ state, typename sl::real_of<T>::type* __restrict__ y,
+    int dim, long long L, int N,
+    long long sbB, long long sgB, long long snB, long long stB, int perB,
+    long long sbC, long long sgC, long long snC, long long stC, int perC, int flags);
+
 template <typename T>
 __global__ void selective_scan_chunked(
     const typename sl::real_of<T>::type* __restrict__ u,
@@ -321,8 +347,7 @@ __global__ void selective_scan_chunked(
     T* __restrict__ state, typename sl::real_of<T>::type* __restrict__ y,
     int dim, long long L, int N,
     long long sbB, long long sgB, long long snB, long long stB, int perB,
-    long long sbC, long long sgC, long long snC, long long stC, int perC,
-    int vec_io, int vec_bc, int has_D, int has_z, int has_bias, int softplus_delta) {
+    long long sbC, long long sgC, long long snC, long long stC, int perC, int flags) {
     using namespace scan_detail;
     typedef typename sl::real_of<T>::type R;
     constexpr int ITEMS = Sel<T>::ITEMS, CHUNK = Sel<T>::CHUNK, SEG = Sel<T>::SEG;
@@ -343,8 +368,10 @@ __global__ void selective_scan_chunked(
     const bool varB = stB != 0, varC = stC != 0;
     const T* Bd = B + b * sbB + (long long)(d / perB) * sgB;
     const T* Cd = C + b * sbC + (long long)(d / perC) * sgC;
-    const R bias_d = has_bias ? bias[d] : R(0);
-    const R D_d = has_D ? Dskip[d] : R(0);
+    const int vec_io = flags & SEL_VEC_IO, vec_bc = flags & SEL_VEC_BC;
+    const bool has_z = flags & SEL_HAS_Z, softplus_delta = flags & SEL_SOFTPLUS;
+    const R bias_d = flags & SEL_HAS_BIAS ? bias[d] : R(0);
+    const R D_d = flags & SEL_HAS_D ? Dskip[d] : R(0);
     const int ntiles = (N + NT - 1) / NT;
     const long long chunks = (L + CHUNK - 1) / CHUNK;
     const long long tiles_total = chunks * ntiles;
@@ -407,7 +434,7 @@ __global__ void selective_scan_chunked(
 #pragma unroll
             for (int nn = 0; nn < NT; ++nn) {
                 const int n = nn < count ? n0 + nn : n0;
-                carried[nn] = h_state[n];
+                carried[nn] = c > 0 || flags & SEL_HAS_H0 ? h_state[n] : T(0);
                 rate[nn] = prepare_rate(A_d[n]);
                 b_fixed[nn] = varB ? T(0) : Bd[(long long)n * snB];
                 c_fixed[nn] = varC ? T(0) : Cd[(long long)n * snC];
