@@ -26,6 +26,11 @@ __all__ = ["sylvester_sign"]
 SMALL = 160
 #: Fewest problems in a stack worth the kernel; a few small problems cost little either way.
 MIN_STACK = 8
+#: Relative Newton update below which the blocks are close enough to ±I for the
+#: near-identity solve (its sweeps then gain about four digits each).
+TAIL_SWITCH = 1e-2
+#: Most sweeps of the near-identity solve before Newton takes over again.
+MAX_SWEEPS = 12
 
 
 @kernel
@@ -54,121 +59,222 @@ def _newton_update(xk, xi, mu):
 
 
 @kernel
-def _ns_update(xk, prod):
-    """``xk ← (3·xk − prod)/2`` in place (one Newton–Schulz block update)."""
-    for i in range(xk.shape[0]):
-        for j in range(xk.shape[1]):
-            xk[i, j] = (3 * xk[i, j] - prod[i, j]) * 0.5
+def _ct(x):
+    """Conjugate transpose, contiguous."""
+    return np.ascontiguousarray(x.conj().T)
 
 
 @kernel
-def _minus_identity2(p):
-    """``‖P − I‖_F²``."""
-    total = 0.0
-    for i in range(p.shape[0]):
-        for j in range(p.shape[1]):
-            v = p[i, j] - 1 if i == j else p[i, j]
-            total += v.real * v.real + v.imag * v.imag
-    return total
+def _fortran_copy(x):
+    """A copy in Fortran order: the layout LAPACK works in, so ``np.linalg.inv`` copies
+    it straight and its result lines up element by element with the matrix."""
+    n, m = x.shape
+    out = np.empty((m, n), dtype=x.dtype).T
+    for j in range(m):
+        for i in range(n):
+            out[i, j] = x[i, j]
+    return out
 
 
 @kernel
-def _sign_one(a, b, c, x, tol, max_iter, lyap, scaling_off, ns_switch):
-    """Scaled Newton, then Newton–Schulz, on one problem; writes X into ``x``.
+def _ct_fortran(x):
+    """Conjugate transpose in Fortran order, the layout ``np.linalg.inv`` returns (one
+    array type for both branches that define an inverse)."""
+    n, m = x.shape
+    out = np.empty((n, m), dtype=x.dtype).T
+    for i in range(n):
+        for j in range(m):
+            out[j, i] = np.conj(x[i, j])
+    return out
+
+
+@kernel
+def _scale_shift(f, s):
+    """``f ← s·f − I`` in place."""
+    for i in range(f.shape[0]):
+        for j in range(f.shape[1]):
+            f[i, j] = s * f[i, j] - (1 if i == j else 0)
+
+
+@kernel
+def _near_identity_solve(ak, bk, ck, s, x, t, u, tol, max_steps):
+    """Solve ``A_k X + X B_k = C_k`` where ``A_k = s(I + F_a)``, ``B_k = s(I + F_b)``, F small.
+
+    Jacobi sweeps ``X ← (s·C_k − F_a X − X F_b)/2`` contract by about ``‖F_a‖ + ‖F_b‖`` per
+    sweep at two matrix products each, against eight for a Newton–Schulz step on the
+    block matrix. Returns (sweeps, converged); X is left in ``x``.
+    """
+    n, m = ck.shape
+    fa = _fortran_copy(ak)
+    fb = _fortran_copy(bk)
+    _scale_shift(fa.T, s)
+    _scale_shift(fb.T, s)
+    for i in range(n):
+        for j in range(m):
+            x[i, j] = 0.5 * s * ck[i, j]
+    prev = np.inf
+    sweeps = 0
+    while sweeps < max_steps:
+        sweeps += 1
+        np.dot(fa, x, t)
+        np.dot(x, fb, u)
+        change = 0.0
+        size = 0.0
+        for i in range(n):
+            for j in range(m):
+                v = 0.5 * (s * ck[i, j] - t[i, j] - u[i, j])
+                d = v - x[i, j]
+                change += d.real * d.real + d.imag * d.imag
+                size += v.real * v.real + v.imag * v.imag
+                x[i, j] = v
+        change = math.sqrt(change)
+        size = math.sqrt(size)
+        if not math.isfinite(change):
+            return sweeps, False
+        if change <= tol * size:
+            return sweeps, True
+        if sweeps > 1:
+            rate = change / prev
+            # Linear convergence at ``rate``: what is left after this sweep is about
+            # change·rate/(1 − rate).
+            if rate < 0.5 and change * rate <= (1 - rate) * tol * size:
+                return sweeps, True
+            if rate >= 0.5:
+                # Not contracting any more: rounding noise when already tiny, else F is
+                # too large for these sweeps and Newton has to go on.
+                return sweeps, change <= math.sqrt(tol) * size
+        prev = change
+    return sweeps, False
+
+
+@kernel
+def _frobenius_stats(a, b, c, x, t, u, lyap):
+    """(backward error, separation estimate) of X, as ``_reference.backward_error`` and
+    ``_reference.separation_estimate`` compute them."""
+    np.dot(a, x, t)
+    if lyap:
+        np.dot(x, _ct(a), u)
+    else:
+        np.dot(x, b, u)
+    res = 0.0
+    for i in range(t.shape[0]):
+        for j in range(t.shape[1]):
+            v = t[i, j] + u[i, j] - c[i, j]
+            res += v.real * v.real + v.imag * v.imag
+    na = math.sqrt(_fro2(a))
+    nb = na if lyap else math.sqrt(_fro2(b))
+    nx = math.sqrt(_fro2(x))
+    nc = math.sqrt(_fro2(c))
+    scale = (na + nb) * nx + nc
+    backward = math.sqrt(res) / scale if scale > 0 else 0.0
+    den = (na + nb) * nx
+    if nc > 0 and den > 0:
+        separation = nc / den
+    elif den > 0:
+        separation = 0.0
+    else:
+        separation = np.inf
+    return backward, separation
+
+
+@kernel
+def _sign_one(a, b, c, x, tol, max_iter, lyap, scaling_off, tail_switch, max_sweeps):
+    """Scaled Newton, then the near-identity solve, on one problem; writes X into ``x``.
 
     Returns (iterations, converged, trace of A block, trace of B block).
     """
     n, m = c.shape
-    ak = a.copy()
-    bk = np.ascontiguousarray(a.conj().T) if lyap else b.copy()
+    # A and B blocks and their inverses are kept in Fortran order (LAPACK's), and the
+    # elementwise loops run over their transposes, i.e. in memory order.
+    ak = _fortran_copy(a)
+    bk = _ct_fortran(a) if lyap else _fortran_copy(b)
     ck = c.copy()
+    t = np.empty_like(ck)
+    u = np.empty_like(ck)
     delta = np.inf
     converged = False
-    newton = True
-    switch = ns_switch
+    solved = False
+    switch = tail_switch
     it = 0
     while it < max_iter:
         it += 1
-        if newton:
-            ai = np.linalg.inv(ak)
-            bi = (np.ascontiguousarray(ai.conj().T) if lyap
-                  else np.ascontiguousarray(np.linalg.inv(bk)))
-            na2 = _fro2(ak)
-            nb2 = na2 if lyap else _fro2(bk)
-            nai2 = _fro2(ai)
-            nbi2 = nai2 if lyap else _fro2(bi)
-            mu = math.sqrt(math.sqrt((nai2 + nbi2) / (na2 + nb2)))
-            if delta < scaling_off:
-                mu = 1.0
-            t = (ai @ ck) @ bi
-            _newton_update(ck, t, mu)
-            da, sa = _newton_update(ak, ai, mu)
-            if lyap:
-                bk = np.ascontiguousarray(ak.conj().T)
-                db, sb = da, sa
-            else:
-                db, sb = _newton_update(bk, bi, mu)
-            step = math.sqrt((da + db) / (sa + sb))
-            if not math.isfinite(step):
-                delta = step
-                break
-            # Quadratic convergence: the error after this step is about step²/2; a
-            # step that no longer halves is rounding noise.
-            if step * step <= tol or (step < 1e-3 and step > delta / 2):
-                converged = True
-                delta = step
-                break
-            newton = step >= switch
-            delta = step
+        ai = np.linalg.inv(ak)
+        bi = _ct_fortran(ai) if lyap else np.linalg.inv(bk)
+        na2 = _fro2(ak.T)
+        nb2 = na2 if lyap else _fro2(bk.T)
+        nai2 = _fro2(ai.T)
+        nbi2 = nai2 if lyap else _fro2(bi.T)
+        mu = math.sqrt(math.sqrt((nai2 + nbi2) / (na2 + nb2)))
+        if delta < scaling_off:
+            mu = 1.0
+        np.dot(ai, ck, t)
+        np.dot(t, bi, u)
+        _newton_update(ck, u, mu)
+        da, sa = _newton_update(ak.T, ai.T, mu)
+        if lyap:
+            bk = _ct_fortran(ak)
+            db, sb = da, sa
         else:
-            p = ak @ ak
-            r = np.ascontiguousarray(p.conj().T) if lyap else bk @ bk
-            res = max(math.sqrt(_minus_identity2(p) / n), math.sqrt(_minus_identity2(r) / m))
-            if not math.isfinite(res):
-                delta = res
-                break
-            u = ak @ (ak @ ck - ck @ bk) + ck @ r
-            _ns_update(ck, u)
-            # The step squares the residual measured before it: when that square is
-            # below tol (or the residual stagnates at rounding level) only C needed it.
-            if res * res <= tol or (res < 1e-3 and res > delta / 2):
-                converged = True
-                delta = res
-                break
-            _ns_update(ak, ak @ p)
-            if lyap:
-                bk = np.ascontiguousarray(ak.conj().T)
-            else:
-                _ns_update(bk, bk @ r)
-            if res >= 0.5:
-                # Too far from ±I for Newton–Schulz to contract: back to Newton, and
-                # switch again only once much closer.
-                newton = True
+            db, sb = _newton_update(bk.T, bi.T, mu)
+        step = math.sqrt((da + db) / (sa + sb))
+        if not math.isfinite(step):
+            delta = step
+            break
+        # Quadratic convergence: the error after this step is about step²/2; a
+        # step that no longer halves is rounding noise.
+        if step * step <= tol or (step < 1e-3 and step > delta / 2):
+            converged = True
+            delta = step
+            break
+        delta = step
+        if step < switch:
+            ta = 0.0
+            for i in range(n):
+                ta += ak[i, i].real
+            tb = 0.0
+            for i in range(m):
+                tb += bk[i, i].real
+            s = 1.0 if ta >= 0 else -1.0
+            # Only when both blocks head for the same ±I; otherwise Newton runs on, and
+            # the final traces report the failed half-plane condition.
+            if abs(ta - s * n) < 0.5 and abs(tb - s * m) < 0.5:
+                sweeps, ok = _near_identity_solve(ak, bk, ck, s, x, t, u, tol,
+                                                  min(max_sweeps, max_iter - it))
+                it += sweeps
+                if ok:
+                    converged = True
+                    solved = True
+                    break
                 switch = switch / 10
-            delta = res
     trace_a = 0.0
     for i in range(n):
         trace_a += ak[i, i].real
     trace_b = 0.0
     for i in range(m):
         trace_b += bk[i, i].real
-    s = 0.5 if trace_a >= 0 else -0.5
-    for i in range(n):
-        for j in range(m):
-            x[i, j] = s * ck[i, j]
+    if not solved:
+        s = 0.5 if trace_a >= 0 else -0.5
+        for i in range(n):
+            for j in range(m):
+                x[i, j] = s * ck[i, j]
     return it, converged and math.isfinite(delta), trace_a, trace_b
 
 
 @kernel
-def _sign_stack(a, b, c, x, iterations, converged, traces, start, stop, tol, max_iter, lyap,
-                scaling_off, ns_switch):
+def _sign_stack(a, b, c, x, iterations, converged, stats, start, stop, tol, max_iter, lyap,
+                scaling_off, tail_switch, max_sweeps):
+    """Problems ``start:stop``; ``stats`` rows: trace of the A block, of the B block,
+    backward error, separation estimate."""
+    t = np.empty_like(c[0])
+    u = np.empty_like(c[0])
     for p in range(start, stop):
         it, ok, ta, tb = _sign_one(a[p], b[p], c[p], x[p], tol, max_iter, lyap, scaling_off,
-                                   ns_switch)
+                                   tail_switch, max_sweeps)
         iterations[p] = it
         converged[p] = ok
-        traces[p, 0] = ta
-        traces[p, 1] = tb
+        stats[p, 0] = ta
+        stats[p, 1] = tb
+        stats[p, 2], stats[p, 3] = _frobenius_stats(a[p], b[p], c[p], x[p], t, u, lyap)
 
 
 def _run_stack(*args: Any, count: int) -> None:
@@ -204,17 +310,19 @@ def sylvester_sign(A: Any, B: Any | None, C: Any, *, tol: float, max_iter: int
     x = np.empty_like(c)
     iterations = np.zeros(count, dtype=np.int64)
     converged = np.zeros(count, dtype=np.bool_)
-    traces = np.zeros((count, 2))
+    stats = np.zeros((count, 4))
     try:
-        _run_stack(a, b, c, x, iterations, converged, traces, tol, max_iter, lyap,
-                   _reference.SCALING_OFF, _reference.NS_SWITCH_CPU, count=count)
+        _run_stack(a, b, c, x, iterations, converged, stats, tol, max_iter, lyap,
+                   _reference.SCALING_OFF, TAIL_SWITCH, MAX_SWEEPS, count=count)
     except np.linalg.LinAlgError:
         # An exactly singular iterate: the reference marks the offending problems
         # (NaN instead of an exception) so the caller can say which one failed.
         return _reference.sylvester_sign(A, B, C, tol=tol, max_iter=max_iter)
-    s = np.where(traces[:, 0] >= 0, 1.0, -1.0)
-    halfplane = (np.abs(traces[:, 0] - s * n) < 0.5) & (np.abs(traces[:, 1] - s * m) < 0.5)
-    finite = np.isfinite(x).all(axis=(1, 2)) & np.isfinite(traces).all(axis=1)
+    trace_a, trace_b = stats[:, 0], stats[:, 1]
+    s = np.where(trace_a >= 0, 1.0, -1.0)
+    halfplane = (np.abs(trace_a - s * n) < 0.5) & (np.abs(trace_b - s * m) < 0.5)
+    finite = np.isfinite(x).all(axis=(1, 2)) & np.isfinite(stats[:, :2]).all(axis=1)
     status = {"iterations": iterations, "converged": converged & finite, "halfplane": halfplane,
-              "finite": finite, "trace_a": traces[:, 0], "trace_b": traces[:, 1]}
+              "finite": finite, "trace_a": trace_a, "trace_b": trace_b,
+              "backward_error": stats[:, 2], "separation": stats[:, 3]}
     return x, status
