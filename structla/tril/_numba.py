@@ -24,10 +24,11 @@ from .._core.jit import kernel, prange
 # recursion wins on the 2-core development machine (the chunked form also pays O(c·(d + m))
 # per row for the diagonal blocks, and per-chunk call overhead).
 _CHUNKED_MIN_DM = 256 * 256
-# Chunk lengths: solves keep the extra per-row work c·(d + m) small against d·m; the
-# inverse wants long chunks, since its state update costs d²/c per entry of T⁻¹.
+# Solve chunk length: keeps the extra per-row work c·(d + m) small against d·m.
 _SOLVE_CHUNK = 64
-_INV_CHUNK = 256
+# Leaves of the inverse's merge tree: the row recursion inside them costs 2·leaf·d per entry,
+# each merge level above them n·d² (about d) in total, so a leaf near d balances the two.
+_INV_LEAF = 64
 # Inverses of order up to this use the row recursion, parallel over the batch.
 _INV_ROWS_MAX_N = 192
 
@@ -192,90 +193,146 @@ def tril_dlr_matmul(diag, q, k, x, log_decay):
     return _recursive(diag, q, k, x, log_decay, False)
 
 
-@kernel
-def _inv_chunks(blocks, qa, kt, last, y):
-    """``y = T⁻¹`` for one problem by chunks (MATH A5), given the diagonal blocks' inverses.
+@kernel(parallel=True)
+def _inv_leaves(diag, q, k, g, leaf, y, ky, last, wide):
+    """Leaves of the merge tree: ``y``'s diagonal blocks ``T_LL⁻¹`` by the row recursion (A5).
 
-    ``z[:, :s] = Σ_{j<s} Γ_{s-1,j} k_j Y[j, :s]``. A chunk's rows left of it are ``-W z``
-    with ``W = Y_II diag(a) Q_I``; the state moves on by the d×d matrix ``last·I − K̃ᵀW``
-    (cheaper than ``K̃ᵀ Y_{I,:s}`` once the chunk is longer than d). Plain loops rather than
-    BLAS calls: many mid-sized multithreaded BLAS calls collapse on a busy 2-core machine.
-    Serial on purpose: the ~6 parallel regions per chunk each wait for the slowest thread,
-    which on a shared 2-core machine cost more than they gained (measured 1.0 s vs 0.4 s
-    at n = 4096, d = 64).
+    Parallel over leaves L = [s, s + leaf). Also leaves behind ``ky[:, L] = Σ_{j∈L} Γ_{e-1,j} k_j
+    Y[j, L]`` (the state after the leaf's last row, e = end of L) and ``last[L] = Γ`` across L
+    (``exp`` of the leaf's log-decays, g_s included). Rows and state are carried in
+    ``wide.dtype`` (double precision for single precision data), as in :func:`_inv_rows`.
     """
-    nc, c, d = qa.shape
-    n = y.shape[0]
-    z = np.zeros((d, n), dtype=y.dtype)
-    w = np.empty((c, d), dtype=y.dtype)
-    step = np.empty((d, d), dtype=y.dtype)
-    tmp = np.empty((d, n), dtype=y.dtype)
-    zero = np.zeros(1, dtype=y.dtype)[0]
-    for chunk in range(nc):
-        s = chunk * c
-        size = min(n, s + c) - s
-        for i in range(size):
-            for j in range(i + 1):
-                y[s + i, s + j] = blocks[chunk, i, j]
-        if s > 0:
-            for i in range(size):
-                for r in range(d):
-                    acc = zero
-                    for l in range(i + 1):
-                        acc += blocks[chunk, i, l] * qa[chunk, l, r]
-                    w[i, r] = acc
-            for i in range(size):
-                for r in range(d):
-                    wr = -w[i, r]
-                    for j in range(s):
-                        y[s + i, j] += wr * z[r, j]
-            for a in range(d):
-                for b in range(d):
-                    acc = zero
-                    for i in range(size):
-                        acc += kt[chunk, i, a] * w[i, b]
-                    step[a, b] = -acc
-                step[a, a] += last[chunk]
-            for a in range(d):
-                for j in range(s):
-                    tmp[a, j] = 0
-                for b in range(d):
-                    sab = step[a, b]
-                    for j in range(s):
-                        tmp[a, j] += sab * z[b, j]
-            for a in range(d):
-                for j in range(s):
-                    z[a, j] = tmp[a, j]
-        for a in range(d):
-            for j in range(size):
-                acc = zero
-                for i in range(j, size):
-                    acc += kt[chunk, i, a] * blocks[chunk, i, j]
-                z[a, s + j] = acc
-
-
-def _inv_chunked_one(diag, q, k, log_decay, chunk, y):
-    """Chunk-local decay factors and diagonal-block inverses, then :func:`_inv_chunks`."""
     n, d = q.shape
-    nc = -(-n // chunk)
-    pad = nc * chunk - n
-    real = q.real.dtype
-    diag_p = np.concatenate([diag, np.ones(pad, dtype=diag.dtype)]).reshape(nc, chunk)
-    q_p = np.concatenate([q, np.zeros((pad, d), dtype=q.dtype)]).reshape(nc, chunk, d)
-    k_p = np.concatenate([k, np.zeros((pad, d), dtype=k.dtype)]).reshape(nc, chunk, d)
-    g = np.zeros(nc * chunk) if log_decay is None else np.concatenate([log_decay, np.zeros(pad)])
-    cum = np.cumsum(g.reshape(nc, chunk).astype(np.float64), axis=1)
-    qa = q_p * np.exp(cum).astype(real)[:, :, None]
-    kt = k_p * np.exp(cum[:, -1:] - cum).astype(real)[:, :, None]
-    last = np.exp(cum[:, -1]).astype(real)
-    blocks = np.zeros((nc, chunk, chunk), dtype=q.dtype)
-    factors = np.exp(g).astype(real).reshape(nc, chunk)
-    _inv_rows(diag_p, q_p, k_p, factors, np.ones((nc, chunk), dtype=q.dtype), blocks, _wide(q.dtype))
-    _inv_chunks(blocks, qa, kt, last, y)
+    for leaf_index in prange((n + leaf - 1) // leaf):
+        s = leaf_index * leaf
+        size = min(n, s + leaf) - s
+        z = np.zeros((d, size), dtype=wide.dtype)
+        acc = np.empty(size, dtype=wide.dtype)
+        total = 0.0
+        for i in range(size):
+            row = s + i
+            total += g[row]
+            for j in range(i + 1):
+                acc[j] = 0
+            for r in range(d):
+                qr = q[row, r]
+                for j in range(i):
+                    acc[j] += qr * z[r, j]
+            inv = 1 / (acc[i] + diag[row])
+            for j in range(i):
+                acc[j] = -acc[j] * inv
+            acc[i] = inv
+            for j in range(i + 1):
+                y[row, s + j] = acc[j]
+            # the last row keeps its state undecayed: ky is relative to row e - 1
+            f = np.exp(g[row + 1]) if i + 1 < size else 1.0
+            for r in range(d):
+                kr = k[row, r]
+                for j in range(i + 1):
+                    z[r, j] = f * (z[r, j] + kr * acc[j])
+        for r in range(d):
+            for j in range(size):
+                ky[r, s + j] = z[r, j]
+        last[leaf_index] = np.exp(total)
+
+
+def _diagonal_blocks(y, size, count):
+    """The first ``count`` ``size``×``size`` diagonal blocks of ``y``, as a view."""
+    step = y.strides[0] + y.strides[1]
+    return np.lib.stride_tricks.as_strided(y, shape=(count, size, size),
+                                           strides=(size * step, y.strides[0], y.strides[1]))
+
+
+def _pairs(y, h, count):
+    """The ``count`` lower-left blocks ``y[2ph + h : 2ph + 2h, 2ph : 2ph + h]`` of a merge level."""
+    step = y.strides[0] + y.strides[1]
+    return np.lib.stride_tricks.as_strided(y[h:], shape=(count, h, h),
+                                           strides=(2 * h * step, y.strides[0], y.strides[1]))
+
+
+def _inv_tree_one(diag, q, k, g, leaf, y):
+    """``y = T⁻¹`` for one problem by merging blocks pairwise, bottom-up (MATH A5 as a tree).
+
+    Every block X = [s, e) carries, besides ``Y_XX = T_XX⁻¹`` (written into ``y``),
+    ``Wn_X = -Y_XX (a ⊙ Q_X)`` with ``a_i = Γ_{i,s-1}`` (rows of ``wn``), ``KY_X = (b ⊙ K_X)ᵀ Y_XX``
+    with ``b_j = Γ_{e-1,j}`` (columns of ``ky``) and the d×d transition ``S_X = Γ_{e-1,s-1} I -
+    (b ⊙ K_X)ᵀ Y_XX (a ⊙ Q_X)``. Merging A = [s, m) and B = [m, e):
+
+    * ``Y_BA = Wn_B KY_A`` (``[[A, 0], [C, B]]⁻¹`` with the rank-d ``C = T_BA``): one BLAS
+      product straight into ``y``; these blocks tile the strict lower triangle, d·n² flops;
+    * ``Wn_X`` on B ← ``Wn_B S_A``, ``KY_X`` on A ← ``S_B KY_A``, ``S_X = S_B S_A``: 2·h·d² per
+      merge, n·d² per level (skipped where no later merge reads them: the tree's spines).
+
+    Decays enter only through leaf-local factors and the Γ across each leaf inside ``S``, so
+    no exponent exceeds one leaf's log-decays and nothing of the form ``exp(+cumsum)`` appears.
+    All levels but the irregular last block of each are batched: one strided BLAS call per level.
+    """
+    n, d = q.shape
+    leaves = -(-n // leaf)
+    ky = np.empty((d, n), dtype=y.dtype)
+    last = np.empty(leaves)
+    _inv_leaves(diag, q, k, g, leaf, y, ky, last, _wide(y.dtype))
+    if leaves == 1:
+        return
+    # -a ⊙ Q with a_i = exp(g_s + … + g_i) inside each leaf (a cumulative sum of one leaf only)
+    padded = np.zeros(leaves * leaf)
+    padded[:n] = g
+    a = np.exp(np.cumsum(padded.reshape(leaves, leaf), axis=1)).reshape(-1)[:n]
+    qn = q * (-a).astype(q.real.dtype)[:, None]
+    wn = np.empty((n, d), dtype=y.dtype)
+    steps = np.empty((leaves, d, d), dtype=y.dtype)
+    full = n // leaf
+    body = full * leaf
+    blocks = _diagonal_blocks(y, leaf, full)
+    np.matmul(blocks, qn[:body].reshape(full, leaf, d), out=wn[:body].reshape(full, leaf, d))
+    np.matmul(ky[:, :body].reshape(d, full, leaf).transpose(1, 0, 2), qn[:body].reshape(full, leaf, d),
+              out=steps[:full])
+    if body < n:
+        np.matmul(y[body:, body:], qn[body:], out=wn[body:])
+        np.matmul(ky[:, body:], qn[body:], out=steps[full])
+    index = np.arange(d)
+    steps[:, index, index] += last[:, None]
+    h = leaf
+    count = leaves
+    while count > 1:
+        pairs = count // 2
+        uniform = n // (2 * h)
+        more = count > 2
+        if uniform:
+            span = 2 * h * uniform
+            wb = wn[:span].reshape(uniform, 2 * h, d)[:, h:]
+            ka = ky[:, :span].reshape(d, uniform, 2 * h)[:, :, :h].transpose(1, 0, 2)
+            np.matmul(wb, ka, out=_pairs(y, h, uniform))
+            if more:
+                # pair 0 lies on the left spine (its W is never read again); the last block of
+                # the next level on the right spine (its KY is never read again)
+                if uniform > 1:
+                    wb[1:] = wb[1:] @ steps[2:span // h:2]
+                top = uniform - 1 if pairs == uniform and count % 2 == 0 else uniform
+                if top:
+                    ka[:top] = steps[1:2 * top:2] @ ka[:top]
+        if pairs > uniform:
+            s = 2 * h * uniform
+            m = s + h
+            np.matmul(wn[m:], ky[:, s:m], out=y[m:, s:m])
+            if more:
+                # B is the last block: it ends the right spine, so A's KY is not read again
+                if uniform:
+                    wn[m:] = wn[m:] @ steps[2 * uniform]
+        if more:
+            merged = steps[1:2 * pairs:2] @ steps[0:2 * pairs:2]
+            if count % 2:
+                merged = np.concatenate([merged, steps[-1:]])
+            steps = merged
+        count = -(-count // 2)
+        h *= 2
 
 
 def tril_dlr_inv(diag, q, k, log_decay, *, method="auto", chunk=None):
-    """``T⁻¹``, Θ(n²·d): row recursion for small n (parallel over the batch), chunked form above."""
+    """``T⁻¹``, Θ(n²·d): row recursion for small n (parallel over the batch), merge tree above.
+
+    ``chunk`` is the leaf size of the tree (``method="chunked"``).
+    """
     count, n, _ = q.shape
     y = np.zeros((count, n, n), dtype=q.dtype)
     if y.size == 0:
@@ -286,9 +343,10 @@ def tril_dlr_inv(diag, q, k, log_decay, *, method="auto", chunk=None):
         ones = np.ones((count, n), dtype=q.dtype)
         _inv_rows(diag, q, k, _decay_factors(log_decay, count, n, q.real.dtype), ones, y, _wide(q.dtype))
         return y
-    chunk = chunk or _INV_CHUNK
+    leaf = chunk or _INV_LEAF
+    g = np.zeros((count, n), dtype=q.real.dtype) if log_decay is None else log_decay
     for i in range(count):
-        _inv_chunked_one(diag[i], q[i], k[i], None if log_decay is None else log_decay[i], chunk, y[i])
+        _inv_tree_one(diag[i], q[i], k[i], g[i], leaf, y[i])
     return y
 
 
