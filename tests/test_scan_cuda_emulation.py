@@ -75,7 +75,7 @@ template <class V> V __shfl_up_sync(unsigned, V v, int delta) {
     const int lane = threadIdx.x & 31;
     return exchange(v, lane >= delta ? lane - delta : lane);
 }
-using std::exp; using std::log1p; using std::fabs;
+using std::exp; using std::log1p; using std::fabs; using std::fma;
 inline void sincos(double x, double* s, double* c) { *s = std::sin(x); *c = std::cos(x); }
 inline void sincos(float x, float* s, float* c) { *s = std::sin(x); *c = std::cos(x); }
 #define STRUCTLA_DYNAMIC_SHARED(name) unsigned char* name = g_shared

@@ -233,11 +233,12 @@ template <typename R> __device__ inline sl::complex<R> step_exp(R dt, sl::comple
     return sl::exp(dt * rate);
 }
 
-// Contribution of one state to the output: C·h, or 2·Re(C·h) for a conjugate pair.
-__device__ inline float output_part(float c, float h) { return c * h; }
-__device__ inline double output_part(double c, double h) { return c * h; }
-template <typename R> __device__ inline R output_part(sl::complex<R> c, sl::complex<R> h) {
-    return 2 * (c.re * h.re - c.im * h.im);
+// acc + the contribution of one state to the output: C·h, or 2·Re(C·h) for a conjugate
+// pair. An explicit fma: one instruction even where C comes from either branch of a test.
+__device__ inline float output_acc(float acc, float c, float h) { return fmaf(c, h, acc); }
+__device__ inline double output_acc(double acc, double c, double h) { return fma(c, h, acc); }
+template <typename R> __device__ inline R output_acc(R acc, sl::complex<R> c, sl::complex<R> h) {
+    return fma(2 * c.re, h.re, fma(-2 * c.im, h.im, acc));
 }
 
 template <typename R> __device__ inline R softplus(R x) { return x > R(20) ? x : log1p(exp(x)); }
@@ -374,38 +375,36 @@ __global__ void selective_scan_chunked(
     const R D_d = flags & SEL_HAS_D ? Dskip[d] : R(0);
     const int ntiles = (N + NT - 1) / NT;
     const long long chunks = (L + CHUNK - 1) / CHUNK;
-    const long long tiles_total = chunks * ntiles;
 
-    // Tile i = (chunk i / ntiles, states from (i % ntiles)·NT) into buffer i % 2. Steps past
-    // L are 0 (they meet Δ = 0 and Δ·u = 0 there, the identity of the recurrence).
-    auto stage = [&](long long i) {
-        const long long t0 = (i / ntiles) * CHUNK;
-        const int n0 = (int)(i % ntiles) * NT;
+    // The tile of states [n0, n0 + NT) × chunk starting at t0 into `buffer`: warp w copies
+    // rows (array, state) w, w + warps, …, each lane 4 packs of 16 bytes. Steps past L are 0
+    // (they meet Δ = 0 and Δ·u = 0 there, the identity of the recurrence).
+    auto stage = [&](long long t0, int n0, int buffer) {
         const int count = N - n0 < NT ? N - n0 : NT;
-        T* buf = tiles + (i & 1) * 2 * TILE;
+        T* buf = tiles + buffer * 2 * TILE;
+        for (int row = warp; row < 2 * NT; row += warps) {
+            const int arr = row / NT, nn = row % NT;
+            if (nn >= count || !(arr ? varC : varB)) continue;
+            const T* from = (arr ? Cd : Bd) + (n0 + nn) * (arr ? snC : snB) + t0;
+            T* to = buf + arr * TILE + nn * 32 * SEG;
+            constexpr int PACKS = ITEMS / PT;  // packs of a lane's segment (4)
 #pragma unroll
-        for (int arr = 0; arr < 2; ++arr) {
-            if (arr == 0 ? !varB : !varC) continue;
-            const T* src = (arr == 0 ? Bd : Cd) + (long long)n0 * (arr == 0 ? snB : snC) + t0;
-            const long long sn = arr == 0 ? snB : snC;
-            T* dst = buf + arr * TILE;
-            for (int idx = threadIdx.x; idx < count * (CHUNK / PT); idx += blockDim.x) {
-                const int nn = idx / (CHUNK / PT);
-                const int j = (idx - nn * (CHUNK / PT)) * PT;
-                T* to = dst + nn * 32 * SEG + (j / ITEMS) * SEG + j % ITEMS;
-                const T* from = src + nn * sn + j;
+            for (int q = 0; q < PACKS; ++q) {
+                const int p = lane + 32 * q;
+                const int j = p * PT;
+                T* dst = to + (p / PACKS) * SEG + (p % PACKS) * PT;
                 if (vec_bc && t0 + j < L) {
-                    copy16(to, from);
+                    copy16(dst, from + j);
                 } else {
 #pragma unroll
-                    for (int q = 0; q < PT; ++q) to[q] = t0 + j + q < L ? from[q] : T(0);
+                    for (int e = 0; e < PT; ++e) dst[e] = t0 + j + e < L ? from[j + e] : T(0);
                 }
             }
         }
     };
 
-    if (tiles_total > 0) stage(0);
-    long long tile = 0;
+    if (ntiles > 0) stage(0, 0, 0);
+    int buffer = 0;
     for (long long c = 0; c < chunks; ++c) {
         const long long first = c * CHUNK + lane * ITEMS;
         R dt[ITEMS], du[ITEMS], acc[ITEMS];
@@ -427,7 +426,7 @@ __global__ void selective_scan_chunked(
             acc[k] = D_d * du[k];
             du[k] *= step;
         }
-        for (int nt = 0; nt < ntiles; ++nt, ++tile) {
+        for (int nt = 0; nt < ntiles; ++nt, buffer ^= 1) {
             const int n0 = nt * NT;
             const int count = N - n0 < NT ? N - n0 : NT;
             T carried[NT], rate[NT], b_fixed[NT], c_fixed[NT];
@@ -440,9 +439,10 @@ __global__ void selective_scan_chunked(
                 c_fixed[nn] = varC ? T(0) : Cd[(long long)n * snC];
             }
             copy_wait();
-            __syncthreads();  // tile `tile` is in place; everyone is done with the other buffer
-            if (tile + 1 < tiles_total) stage(tile + 1);
-            const T* tB = tiles + (tile & 1) * 2 * TILE + lane * SEG;
+            __syncthreads();  // this tile is in place; everyone is done with the other buffer
+            if (nt + 1 < ntiles) stage(c * CHUNK, n0 + NT, buffer ^ 1);
+            else if (c + 1 < chunks) stage((c + 1) * CHUNK, 0, buffer ^ 1);
+            const T* tB = tiles + buffer * 2 * TILE + lane * SEG;
             const T* tC = tB + TILE;
 #pragma unroll
             for (int nn = 0; nn < NT; ++nn) {
@@ -477,7 +477,7 @@ __global__ void selective_scan_chunked(
                     for (int r = 0; r < PT; ++r) {
                         const int k = q * PT + r;
                         h = da[k] * h + bx[k];
-                        acc[k] += output_part(varC ? cp.v[r] : c_fixed[nn], h);
+                        acc[k] = output_acc(acc[k], varC ? cp.v[r] : c_fixed[nn], h);
                     }
                 }
             }
