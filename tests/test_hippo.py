@@ -447,6 +447,60 @@ def test_dplr_kernel_batched_fast_reference_and_loop_agree(shapes, seed, conj_pa
         assert max_relative_error(fast, ref) <= 1e-12
 
 
+def random_dplr_channels(rng, H, N, rank, *, dtype="complex128"):
+    """H independent random DPLR systems stacked on a channel axis, with steps ``dt`` (H,)
+    log-uniform in [1e-3, 0.5] (so that ``|g| = (2/Δ)|tan(πl/L)|`` is below and above 1)."""
+    parts = [random_dplr(rng, N, rank, dtype=dtype) for _ in range(H)]
+    stacked = tuple(np.stack(x) for x in zip(*parts, strict=True))
+    dt = np.exp(rng.uniform(np.log(1e-3), np.log(0.5), H)).astype(np.finfo(dtype).dtype)
+    return (*stacked, dt)
+
+
+@pytest.mark.parametrize("rank", [0, 1, 2])
+@pytest.mark.parametrize("length", [1, 2, 15, 300])
+@pytest.mark.parametrize(("conj_pairs", "real"), [(True, True), (False, False), (False, True)])
+def test_fused_spectrum_equals_cauchy_reference(rank, length, conj_pairs, real):
+    """The fused numba kernel (one pass over the poles per node, paired reciprocals, Woodbury
+    in registers) against the reference built from four ``cauchy`` calls, both float64."""
+    rng = np.random.default_rng(10 * rank + length)
+    Lambda, P, B, C, dt = random_dplr_channels(rng, 5, 70, rank)
+    if real and not conj_pairs:  # a real system: real parameters and poles
+        Lambda, P, B, C = (x.real.astype(np.complex128) for x in (Lambda, P, B, C))
+    kw = dict(conj_pairs=conj_pairs, real=real)
+    fused = _numba.generating_kernel(Lambda, P, B, C, dt, length, **kw)
+    reference = _reference.generating_kernel(Lambda, P, B, C, dt, length, **kw)
+    assert fused.dtype == reference.dtype == (np.float64 if real else np.complex128)
+    assert max_relative_error(fused, reference) <= 1e-12
+
+
+@pytest.mark.parametrize("conj_pairs", [True, False])
+def test_fused_spectrum_in_single_precision(conj_pairs):
+    rng = np.random.default_rng(11)
+    args64 = random_dplr_channels(rng, 4, 32, 1)
+    args32 = tuple(x.astype(np.complex64 if x.dtype.kind == "c" else np.float32) for x in args64)
+    kw = dict(conj_pairs=conj_pairs, real=conj_pairs)
+    K32 = _numba.generating_kernel(*args32, 1024, **kw)
+    assert K32.dtype == (np.float32 if conj_pairs else np.complex64)
+    # the single-precision inputs, exactly, in float64: only the arithmetic differs
+    expected = _reference.generating_kernel(*(x.astype(np.result_type(x, np.float64))
+                                              for x in args32), 1024, **kw)
+    assert max_relative_error(K32, expected) <= 64 * eps("float32")
+
+
+def test_node_tangents_are_accurate_up_to_nyquist():
+    # long double has 11 more bits on x86; elsewhere it is float64 and the test only checks
+    # that the formula switch is consistent.
+    for L in (7, 4096, 16384):
+        nodes = L // 2 + 1 if L % 2 == 0 else L
+        tau = _numba._node_tangents(L, nodes)
+        l = np.arange(nodes, dtype=np.longdouble)
+        exact = np.tan(np.longdouble("3.14159265358979323846264338327950288") * l / L)
+        regular = 2 * np.arange(nodes) != L
+        error = np.abs(tau[regular] - exact[regular]) / np.maximum(np.abs(exact[regular]), 1e-300)
+        assert error.max() <= 4 * eps("float64") * (1 if np.finfo(np.longdouble).eps < 1e-17 else L)
+        assert np.all(tau[~regular] == 0)
+
+
 @pytest.mark.parametrize("method", ["zoh", "bilinear"])
 @pytest.mark.parametrize("conj_pairs", [True, False])
 def test_diag_kernel_equals_powers(method, conj_pairs):
@@ -673,3 +727,39 @@ def test_gpu_diag_kernel_fftconv_rft_discretize(cp):
     v, lam = rng.standard_normal((4, 40)), np.array([0.1, 0.2, 1.0, 3.0])
     assert max_relative_error(legs_solve(cp.asarray(v), cp.asarray(lam)), legs_solve(v, lam)) <= 1e-12
     assert max_relative_error(legs_matvec(cp.asarray(v)), legs_matvec(v)) <= 1e-12
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("rank", [0, 1, 2])
+@pytest.mark.parametrize("conj_pairs", [True, False])
+@pytest.mark.parametrize("dtype", ["complex128", "complex64"])
+def test_gpu_fused_spectrum_writes_every_node(cp, rank, conj_pairs, dtype):
+    """hippo.cu into a NaN-poisoned spectrum: 70 poles (two shared-memory chunks), 1100 nodes
+    (several tiles), Nyquist node; against the FFT of the float64 reference kernel."""
+    from structla.hippo import _cupy
+
+    rng = np.random.default_rng(20 + rank)
+    args = random_dplr_channels(rng, 3, 70, rank)
+    L = 1100
+    nodes = L // 2 + 1 if conj_pairs else L
+    out = cp.full((3, nodes), complex(np.nan, np.nan), dtype=dtype)
+    real = np.finfo(dtype).dtype
+    device = [cp.asarray(x, dtype=dtype if x.dtype.kind == "c" else real) for x in args]
+    _cupy._spectrum_into(*device, L, conj_pairs, out)
+    K = _reference.generating_kernel(*args, L, conj_pairs=conj_pairs, real=conj_pairs)
+    expected = np.fft.rfft(K) if conj_pairs else np.fft.fft(K)
+    assert not bool(cp.isnan(out).any())
+    assert max_relative_error(out, expected) <= (1e-12 if dtype == "complex128" else 1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("rank", [0, 1, 2, 3])
+def test_gpu_dplr_kernel_every_rank_batched(cp, rank):
+    rng = np.random.default_rng(30 + rank)
+    args = random_dplr_channels(rng, 4, 9, rank)
+    for conj_pairs in (True, False):
+        for L in (1, 16, 15):
+            K = ssm_kernel_dplr(*(cp.asarray(x) for x in args), L, conj_pairs=conj_pairs)
+            expected = ssm_kernel_dplr(*args, L, conj_pairs=conj_pairs)
+            assert isinstance(K, cp.ndarray) and K.dtype == expected.dtype
+            assert max_relative_error(K, expected) <= 1e-11

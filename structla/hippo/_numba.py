@@ -1,7 +1,6 @@
-"""CPU kernels of the hippo family: the sequential O(N) and O(rNL) recurrences (serial).
+"""CPU kernels of the hippo family: the O(N) and O(rNL) recurrences and the fused S4 spectrum.
 
-Everything else in the family is dense LAPACK, FFT or the cauchy family's kernels,
-reached through ``_reference``.
+Everything else in the family is dense LAPACK or FFT, reached through ``_reference``.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .._core.jit import kernel
+from .._core.jit import kernel, prange
 from . import _reference
 
 __all__ = ["legs_solve", "ssm_kernel_dplr"]
@@ -120,6 +119,149 @@ def _power_row(Lambda, P, C, dt, length, conj_pairs, out):  # pragma: no cover -
             out[c, i] = y[i]
 
 
+#: Nodes of one parallel work item: a channel's spectrum is cut into blocks of this many.
+NODE_BLOCK = 128
+#: Ranks the fused kernel handles (closed-form Woodbury); higher ranks use ``_reference``.
+MAX_FUSED_RANK = 2
+
+
+@kernel(parallel=True)
+def _dplr_spectrum(pole_re, pole_im, c1, c2, tangent, scale, skip, conj_pairs,
+                   out):  # pragma: no cover - compiled
+    """``out[c, l] = (1 + iτ_l)·[k₀₀ − k₀₁(I + k₁₁)⁻¹k₁₀]`` at ``g = iτ_l·scale[c]`` (MATH B2).
+
+    One pass per node over the stored poles builds ``1/(g − λ)`` (or, with conj_pairs, the
+    pair's common denominator ``1/((g − λ)(g − λ̄))``, one division for two poles); then each
+    of the ``(r+1)²`` Cauchy sums is four real dot products with the coefficients ``c1, c2``
+    (structure of arrays: contiguous, vectorised). Node ``skip`` (the Nyquist node) is left
+    to the caller.
+    """
+    count, sums, M = c1.shape
+    rank = 1 if sums == 4 else (2 if sums == 9 else 0)
+    nodes = tangent.shape[0]
+    blocks = (nodes + NODE_BLOCK - 1) // NODE_BLOCK
+    for job in prange(count * blocks):
+        c = job // blocks
+        start = (job % blocks) * NODE_BLOCK
+        er = np.empty(M)
+        ei = np.empty(M)
+        ks = np.empty(sums, dtype=np.complex128)
+        for l in range(start, min(nodes, start + NODE_BLOCK)):
+            if l == skip:
+                continue
+            tau = tangent[l]
+            t = tau * scale[c]
+            # With conj_pairs the denominator grows like t²: scaling it by σ² keeps it finite.
+            sigma = 1.0 / max(1.0, abs(t))
+            if conj_pairs:
+                ts = t * sigma
+                tss = ts * sigma
+                for i in range(M):
+                    d1 = ts - pole_im[c, i] * sigma
+                    d2 = ts + pole_im[c, i] * sigma
+                    rs = pole_re[c, i] * sigma
+                    dr = rs * rs - d1 * d2
+                    di = 2.0 * pole_re[c, i] * tss
+                    w = 1.0 / (dr * dr + di * di)
+                    er[i] = dr * w
+                    ei[i] = di * w
+            else:
+                for i in range(M):
+                    dr = -pole_re[c, i]
+                    di = t - pole_im[c, i]
+                    w = 1.0 / (dr * dr + di * di)
+                    er[i] = dr * w
+                    ei[i] = -di * w
+            for k in range(sums):
+                s1 = 0.0
+                s2 = 0.0
+                s3 = 0.0
+                s4 = 0.0
+                for i in range(M):
+                    s1 += c1[c, k, i] * er[i]
+                    s2 += c1[c, k, i] * ei[i]
+                    s3 += c2[c, k, i] * er[i]
+                    s4 += c2[c, k, i] * ei[i]
+                if conj_pairs:
+                    ks[k] = sigma * sigma * complex(-s1 - t * s4, t * s3 - s2)
+                else:
+                    ks[k] = complex(s1 - s4, s2 + s3)
+            if rank == 0:
+                resolvent = ks[0]
+            elif rank == 1:
+                resolvent = ks[0] - ks[1] * ks[2] / (1.0 + ks[3])
+            else:
+                # (I + k₁₁)x = k₁₀ by Cramer's rule, then k₀₀ − k₀₁x.
+                m00, m01, m10, m11 = 1.0 + ks[4], ks[5], ks[7], 1.0 + ks[8]
+                det = m00 * m11 - m01 * m10
+                x0 = (m11 * ks[3] - m01 * ks[6]) / det
+                x1 = (m00 * ks[6] - m10 * ks[3]) / det
+                resolvent = ks[0] - ks[1] * x0 - ks[2] * x1
+            out[c, l] = complex(1.0, tau) * resolvent
+
+
+def _node_tangents(length: int, nodes: int) -> np.ndarray:
+    """``τ_l = tan(πl/L)`` for ``l < nodes`` in float64, to a few ulps for every l.
+
+    ``tan(πl/L)`` itself loses ``~L·eps`` near ``l = L/2`` (the rounding of ``πl/L`` is
+    amplified by the pole of tan); there ``cot(π(L − 2l)/(2L))`` is used, whose argument is
+    small and exact up to one rounding. The Nyquist entry (``2l = L``) is 0 (unused).
+    """
+    l = np.arange(nodes, dtype=np.float64)
+    middle = (4 * l > length) & (4 * l < 3 * length)
+    low = np.pi * np.where(4 * l >= 3 * length, l - length, l) / length
+    high = np.pi * (length - 2 * l) / (2 * length)
+    with np.errstate(divide="ignore"):
+        tau = np.where(middle, 1 / np.tan(np.where(high == 0, 1.0, high)), np.tan(low))
+    return np.where(2 * l == length, 0.0, tau)
+
+
+def _dplr_coefficients(Lambda: Any, P: Any, B: Any, Ct: Any, *, conj_pairs: bool):
+    """Real numerator coefficients ``(c1, c2)`` (count, (r+1)², M) of the fused spectrum.
+
+    The sums are ``k_uv = Σ_i a_i/(g − λ_i)`` with ``a = u·v``, u ∈ (C̃, P̄₀, …), v ∈ (B, P₀, …).
+    Without conj_pairs ``c1 + i·c2 = a``. With conj_pairs a pair contributes
+    ``a/(g − λ) + ā/(g − λ̄) = (2Re(a)·g − 2Re(a λ̄)) / ((g − λ)(g − λ̄))``:
+    ``c1 = 2Re(a λ̄)``, ``c2 = 2Re(a)``.
+    """
+    left = np.concatenate([Ct[:, None, :], P.conj()], axis=1)
+    right = np.concatenate([B[:, None, :], P], axis=1)
+    count, terms, M = left.shape
+    a = (left[:, :, None, :] * right[:, None, :, :]).reshape(count, terms * terms, M)
+    if conj_pairs:
+        return 2 * (a * Lambda.conj()[:, None, :]).real, 2 * a.real
+    return np.ascontiguousarray(a.real), np.ascontiguousarray(a.imag)
+
+
+def generating_kernel(Lambda: Any, P: Any, B: Any, Ct: Any, dt: Any, length: int, *,
+                      conj_pairs: bool, real: bool) -> Any:
+    """``K̄ = IFFT(K̂)`` like ``_reference.generating_kernel``, the spectrum by one fused kernel.
+
+    Computed in float64 whatever the input precision (one compiled signature); the result is
+    cast back to the compute dtype.
+    """
+    count, rank, _ = P.shape
+    if rank > MAX_FUSED_RANK or length == 0 or count == 0:
+        return _reference.generating_kernel(Lambda, P, B, Ct, dt, length,
+                                            conj_pairs=conj_pairs, real=real)
+    real_dtype, dtype = Lambda.real.dtype, Lambda.dtype
+    nodes = length // 2 + 1 if real else length
+    Lambda, P, B, Ct = (x.astype(np.complex128, copy=False) for x in (Lambda, P, B, Ct))
+    c1, c2 = _dplr_coefficients(Lambda, P, B, Ct, conj_pairs=conj_pairs)
+    spectrum = np.empty((count, nodes), dtype=np.complex128)
+    skip = length // 2 if length % 2 == 0 else -1
+    _dplr_spectrum(np.ascontiguousarray(Lambda.real), np.ascontiguousarray(Lambda.imag), c1, c2,
+                   _node_tangents(length, nodes), 2 / dt.astype(np.float64), skip,
+                   conj_pairs, spectrum)
+    if skip >= 0:
+        # The Nyquist node ω = −1 (g = ∞) by its limit (Δ/2)·C̃ᵀB (the k₀₀ numerators).
+        limit = c2[:, 0].sum(axis=-1) if conj_pairs else (c1[:, 0] + 1j * c2[:, 0]).sum(axis=-1)
+        spectrum[:, skip] = dt / 2 * limit
+    if real:
+        return np.fft.irfft(spectrum, n=length, axis=-1).astype(real_dtype, copy=False)
+    return np.fft.ifft(spectrum, n=length, axis=-1).astype(dtype, copy=False)
+
+
 def ssm_kernel_dplr(Lambda: Any, P: Any, B: Any, C: Any, dt: Any, length: int, *,
                     conj_pairs: bool, c_tilde: bool, real: bool) -> Any:
     """S4 kernel (MATH B2); the ``C̃ = C(I − Āᴸ)`` correction by an O(rNL) recurrence."""
@@ -128,5 +270,4 @@ def ssm_kernel_dplr(Lambda: Any, P: Any, B: Any, C: Any, dt: Any, length: int, *
         powered = np.empty_like(C)
         _power_row(Lambda, P, C, np.ascontiguousarray(dt), length, conj_pairs, powered)
         C = C - powered
-    return _reference.generating_kernel(Lambda, P, B, C, dt, length, conj_pairs=conj_pairs,
-                                        real=real)
+    return generating_kernel(Lambda, P, B, C, dt, length, conj_pairs=conj_pairs, real=real)

@@ -1,0 +1,62 @@
+"""GPU path of the S4 kernel: one fused spectrum kernel (``hippo.cu``) and one inverse FFT.
+
+Inputs arrive from ``_api`` as CuPy arrays flattened to one batch axis and cast to
+complex64/complex128 (``dt`` to the matching real dtype). Everything runs on CuPy's
+current stream; nothing synchronises with the host.
+"""
+
+from __future__ import annotations
+
+import cupy
+import numpy as np
+
+from .._core.cuda import get_kernel, launch
+from . import _reference
+
+__all__ = ["generating_kernel", "ssm_kernel_dplr"]
+
+#: Must equal ``NODES_PER_THREAD`` in hippo.cu: nodes each thread keeps in registers.
+NODES_PER_THREAD = 4
+THREADS = 128
+#: Must equal ``MAX_RANK`` in hippo.cu; higher ranks use ``_reference`` (batched solves).
+MAX_RANK = 2
+#: gridDim.y limit of CUDA; more channels are covered by the kernel's grid-stride loop.
+MAX_GRID_Y = 65535
+
+
+def _grid(count: int, nodes: int) -> tuple[int, int]:
+    tile = THREADS * NODES_PER_THREAD
+    return (-(-nodes // tile), min(count, MAX_GRID_Y))
+
+
+def generating_kernel(Lambda, P, B, Ct, dt, length, *, conj_pairs, real):
+    """``K̄ = IFFT(K̂)`` like ``_reference.generating_kernel``, the spectrum by one kernel."""
+    count, rank, _ = P.shape
+    if rank > MAX_RANK or length == 0 or count == 0:
+        return _reference.generating_kernel(Lambda, P, B, Ct, dt, length,
+                                            conj_pairs=conj_pairs, real=real)
+    nodes = length // 2 + 1 if real else length
+    spectrum = cupy.empty((count, nodes), dtype=Lambda.dtype)
+    _spectrum_into(Lambda, P, B, Ct, dt, length, conj_pairs, spectrum)
+    if real:
+        return cupy.fft.irfft(spectrum, n=length, axis=-1).astype(Lambda.real.dtype, copy=False)
+    return cupy.fft.ifft(spectrum, n=length, axis=-1).astype(Lambda.dtype, copy=False)
+
+
+def _spectrum_into(Lambda, P, B, Ct, dt, length, conj_pairs, out):
+    """Launch the fused kernel writing every entry of ``out`` (count, nodes): ``K̂(ω_l)``."""
+    count, rank, M = P.shape
+    nodes = out.shape[1]
+    real_dtype = np.finfo(Lambda.dtype).dtype
+    kernel = get_kernel("hippo", "hippo.cu", f"dplr_spectrum_rank{rank}", real_dtype)
+    launch(kernel, _grid(count, nodes), THREADS,
+           (*(cupy.ascontiguousarray(x) for x in (Lambda, P, B, Ct)),
+            cupy.ascontiguousarray(dt, dtype=real_dtype), out, np.int32(count), np.int32(M),
+            np.int32(length), np.int32(nodes), np.int32(bool(conj_pairs))))
+
+
+def ssm_kernel_dplr(Lambda, P, B, C, dt, length, *, conj_pairs, c_tilde, real):
+    """Kernel entry for ``_api.ssm_kernel_dplr``; ``C̃ = C − C Āᴸ`` by dense squaring."""
+    if not c_tilde:
+        C = C - _reference.c_tilde_correction(Lambda, P, C, dt, length, conj_pairs=conj_pairs)
+    return generating_kernel(Lambda, P, B, C, dt, length, conj_pairs=conj_pairs, real=real)
