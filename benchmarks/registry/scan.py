@@ -72,6 +72,44 @@ def _torch_peer():
     return run
 
 
+def _gated_inputs(size, xp, dtype):
+    """The plain inputs plus Mamba's block options: D, z, delta_bias with softplus."""
+    rng = np.random.default_rng(1)
+    dim = size["D"]
+    D = xp.asarray(rng.standard_normal(dim), dtype=dtype)
+    z = xp.asarray(rng.standard_normal((size["batch"], dim, size["L"])), dtype=dtype)
+    # Biased so that softplus gives steps in Mamba's range (≈ 1e-3 … 1e-1).
+    bias = xp.asarray(rng.uniform(-6.9, -2.3, dim), dtype=dtype)
+    return (*_selective_inputs(size, xp, dtype), D, z, bias)
+
+
+def _gated_ours(inputs):
+    u, delta, A, B, C, D, z, bias = inputs
+    return structla.selective_scan(u, delta, A, B, C, D, z, delta_bias=bias, delta_softplus=True)
+
+
+def _gated_bytes(size):
+    # z read on top of the plain traffic, D and delta_bias negligible.
+    return _selective_bytes(size) + 4.0 * size["batch"] * size["D"] * size["L"]
+
+
+def _torch_gated_peer():
+    """The torch port with D, z, delta_bias and softplus (None without torch)."""
+    plain = _torch_peer()
+    if plain is None:
+        return None
+
+    def run(inputs):
+        import torch
+
+        u, delta, A, B, C, D, z, bias = (torch.from_dlpack(x) for x in inputs)
+        delta = torch.nn.functional.softplus(delta + bias[:, None])
+        y = plain((u, delta, A, B, C))
+        return (y + u * D[:, None]) * torch.nn.functional.silu(z)
+
+    return run
+
+
 def _copy_inputs(size, xp, dtype):
     # As many bytes as selective_scan moves at this size: the bandwidth it is judged against.
     elements = int(_selective_bytes(size) // 8)
@@ -150,6 +188,17 @@ CASES = [
         peer_device="gpu",
         x="L", devices=("gpu",), dtypes=("float32",),
         flops=_selective_flops, bytes=_selective_bytes,
+    ),
+    BenchCase(
+        routine="selective_scan",
+        peer="torch port of selective_scan_ref with D, z, delta_bias, softplus",
+        sizes=[{"batch": 8, "D": 1536, "N": 16, "L": 512}, {"batch": 8, "D": 1536, "N": 16, "L": 2048}],
+        setup=_gated_inputs,
+        ours=_gated_ours,
+        peer_fn=_torch_gated_peer(),
+        peer_device="gpu",
+        x="L", devices=("gpu",), dtypes=("float32",),
+        flops=_selective_flops, bytes=_gated_bytes,
     ),
     BenchCase(
         routine="device copy (bandwidth reference for selective_scan)",
