@@ -23,13 +23,14 @@ __all__ = ["msign"]
 @functools.cache
 def _combine_kernel() -> Any:
     # H = aI + bY + cY² for real Y, Y2 of a stack of n×n matrices; the scalars and the
-    # arithmetic are in S (float32 for float16/float32, float64 for float64)
+    # arithmetic are in S (float32 for float16/float32, float64 for float64); the flat
+    # index i runs in C order over the contiguous stack (n and i are CuPy's names)
     return cupy.ElementwiseKernel(
-        "T Y, T Y2, S a, S b, S c, int64 n",
+        "T Y, T Y2, S a, S b, S c, int64 side",
         "T H",
         """
-        const long long r = i % (n * n);
-        const S d = (r / n == r % n) ? a : S(0);
+        const long long r = i % (side * side);
+        const S d = (r / side == r % side) ? a : S(0);
         H = T(S(Y) * b + S(Y2) * c + d);
         """,
         "structla_matfun_poly_matrix",
