@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import torch
@@ -91,6 +92,8 @@ def main() -> None:
     print(f"{steps} steps in {time.perf_counter() - t0:.1f} s; recall accuracy {accuracy:.3f} "
           f"(chance {1 / vocab:.3f})")
     print(f"first loss {first:.4f} last loss {last:.4f}")
+    if not last < first:  # CI runs the quick mode: a loss that did not fall fails it
+        sys.exit(f"the loss did not fall: first {first:.4f}, last {last:.4f}")
 
 
 if __name__ == "__main__":
