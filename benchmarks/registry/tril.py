@@ -6,15 +6,19 @@ same well-defined answer. Peers get the dense T prebuilt (its construction is no
 
 * CPU: ``scipy.linalg.solve_triangular`` (default arguments) and LAPACK ``dtrtri``;
   ``numpy.linalg.inv`` for batches of UT blocks.
-* GPU: ``torch.linalg.solve_triangular`` on the dense T; fla's ``solve_tril`` on the
-  strictly lower ``A = tril(diag(β) K Kᵀ, -1)`` in its ``[B, T, H, BT]`` layout (both only
-  when importable: the case's peer is ``None`` otherwise).
+* GPU: ``torch.linalg.solve_triangular`` on the dense T. For ``ut_transform`` (ours takes K
+  and β and forms ``A = tril(diag(β) K Kᵀ, -1)`` itself) two fla peers in fla's
+  ``[B, T, H, ·]`` layout: the like-for-like ``chunk_scaled_dot_kkt_fwd`` (A from K and β)
+  followed by ``solve_tril`` (``(I + A)⁻¹``), and ``solve_tril`` alone on a prebuilt A (less
+  work than ours). Peers are ``None`` where torch / fla are not importable. The GPU UT setup
+  also checks our answer: ``‖(I + A) X − diag(β)‖_max ≤ 1e-5`` (float32, normalised keys).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 
 import numpy as np
 import scipy.linalg
@@ -120,20 +124,60 @@ def _fla_solve_tril():
     raise ImportError("fla is installed but has no solve_tril in the known modules")
 
 
+def _fla_kkt():
+    """fla's ``chunk_scaled_dot_kkt_fwd`` and the keywords it takes (names moved between releases)."""
+    for module in ("fla.ops.common.chunk_scaled_dot_kkt", "fla.ops.common"):
+        try:
+            fn = importlib.import_module(module).chunk_scaled_dot_kkt_fwd
+        except (ImportError, AttributeError):
+            continue
+        return fn, set(inspect.signature(fn).parameters)
+    raise ImportError("fla is installed but has no chunk_scaled_dot_kkt_fwd in the known modules")
+
+
+def _to_fla(x, b, h, c):
+    """Blocks ``(b·(T/C)·h, C, ...)`` → fla's ``[B, T, H, ...]`` (block (b, chunk, h) = rows chunk·C…)."""
+    rest = x.shape[2:]
+    t = x.shape[0] * c // (b * h)
+    x = x.reshape(b, t // c, h, c, *rest)
+    return np.ascontiguousarray(np.moveaxis(x, 3, 2).reshape(b, t, h, *rest))
+
+
 def _gpu_ut_setup(size, xp, dtype):
     inputs = _ut_setup(size, xp, dtype)
+    # the residual against A from the float32 keys and β we pass (double-precision products)
+    k, beta, c = inputs["k"].astype(xp.float64), inputs["beta"].astype(xp.float64), size["C"]
+    a = beta[..., :, None] * (k @ xp.swapaxes(k, -1, -2)) * xp.tri(c, c, -1, dtype=bool)
+    x = _ut(inputs).astype(xp.float64)
+    residual = float(xp.abs(a @ x + x - beta[..., None, :] * xp.eye(c)).max())
+    if not residual <= 1e-5:
+        raise AssertionError(f"ut_transform residual {residual:.3e} > 1e-5 on normalised keys")
     torch = _torch()
     if torch is not None:
         b, h, c = inputs["B"], inputs["H"], size["C"]
-        t = size["blocks"] * c // (b * h)
-        # fla layout [B, T, H, BT]: block (b, chunk, h) holds rows chunk·C … of head h.
-        a = inputs["a"].reshape(b, t // c, h, c, c).transpose(0, 1, 3, 2, 4).reshape(b, t, h, c)
-        inputs["fla_a"] = torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device="cuda")
+        inputs["C"] = c
+
+        def cuda32(y):
+            return torch.as_tensor(_to_fla(y, b, h, c), dtype=torch.float32, device="cuda")
+
+        inputs["fla_a"] = cuda32(inputs["a"])
+        inputs["fla_k"] = cuda32(xp.asnumpy(inputs["k"]) if xp is not np else inputs["k"])
+        inputs["fla_beta"] = cuda32(inputs["beta64"])
     return inputs
 
 
 def _fla_peer(inputs):
     return _fla_solve_tril()(inputs["fla_a"])
+
+
+def _fla_kkt_peer(inputs):
+    import torch
+
+    kkt, params = _fla_kkt()
+    kwargs = {"k": inputs["fla_k"], "beta": inputs["fla_beta"], "chunk_size": inputs["C"]}
+    if "output_dtype" in params:
+        kwargs["output_dtype"] = torch.float32
+    return _fla_solve_tril()(kkt(**{key: v for key, v in kwargs.items() if key in params}))
 
 
 def _gpu_solve_setup(size, xp, dtype):
@@ -155,6 +199,21 @@ def _torch_solve(inputs):
     import torch
 
     return torch.linalg.solve_triangular(inputs["torch_t"], inputs["torch_b"], upper=False)
+
+
+#: 8192 blocks of 64×64 in fla's layout: B = 8, T = 4096, H = 16.
+_GPU_UT_SIZES = [{"blocks": 8192, "C": 64, "d": 64, "B": 8, "H": 16},
+                 {"blocks": 8192, "C": 64, "d": 128, "B": 8, "H": 16}]
+
+
+def _ut_flops(s):
+    """Lower half of the Gram matrix (C²·d) and the unit lower-triangular inverse (C³/3)."""
+    return s["blocks"] * (s["C"] ** 2 * s["d"] + s["C"] ** 3 / 3)
+
+
+def _ut_bytes(s):
+    """float32: read K and β, write the C×C block."""
+    return 4.0 * s["blocks"] * s["C"] * (s["C"] + s["d"] + 1)
 
 
 CASES = [
@@ -180,13 +239,16 @@ CASES = [
         bytes=lambda s: 4.0 * s["blocks"] * s["C"] * (s["C"] + s["d"] + 1),
     ),
     BenchCase(
-        routine="ut_transform", peer="fla solve_tril (A prebuilt)",
-        sizes=[{"blocks": 8192, "C": 64, "d": 64, "B": 8, "H": 16},
-               {"blocks": 8192, "C": 64, "d": 128, "B": 8, "H": 16}], x="blocks",
+        routine="ut_transform", peer="fla chunk_scaled_dot_kkt_fwd + solve_tril (from K and beta, as ours)",
+        sizes=_GPU_UT_SIZES, x="blocks",
+        setup=_gpu_ut_setup, ours=_ut, peer_fn=_fla_kkt_peer if _has("fla") else None,
+        peer_device="gpu", devices=("gpu",), dtypes=("float32",), flops=_ut_flops, bytes=_ut_bytes,
+    ),
+    BenchCase(
+        routine="ut_transform", peer="fla solve_tril alone (A prebuilt; ours still forms A from K)",
+        sizes=_GPU_UT_SIZES, x="blocks",
         setup=_gpu_ut_setup, ours=_ut, peer_fn=_fla_peer if _has("fla") else None,
-        peer_device="gpu", devices=("gpu",), dtypes=("float32",),
-        flops=lambda s: 2.0 * s["blocks"] * s["C"] ** 2 * s["d"],
-        bytes=lambda s: 4.0 * s["blocks"] * s["C"] * (s["C"] + s["d"] + 1),
+        peer_device="gpu", devices=("gpu",), dtypes=("float32",), flops=_ut_flops, bytes=_ut_bytes,
     ),
     BenchCase(
         routine="tril_dlr_solve", peer="torch.linalg.solve_triangular (dense T)",
