@@ -172,6 +172,75 @@ def test_large_stack_of_small_problems_uses_the_kernel_and_is_right():
     check_against_scipy(a, b, c, x, "float64")
 
 
+@pytest.mark.parametrize("tail_switch,max_sweeps", [(0.0, 12), (1e-2, 1), (0.99, 12)])
+def test_numba_tail_sweeps_and_their_fallback_to_newton(tail_switch, max_sweeps):
+    """No sweeps at all; sweeps that can never finish (one allowed), so Newton takes over
+    each time; sweeps started far from ±I. All must give the same accurate X."""
+    from structla.sylvester import _numba, _reference
+
+    rng = np.random.default_rng(22)
+    count = 8
+    a, b, c = problem(rng, 20, 13, "rhp", "float64", batch=(count,))
+    a[2], b[2] = -a[2], -b[2]
+    x = np.full_like(c, np.nan)
+    iterations = np.zeros(count, dtype=np.int64)
+    converged = np.zeros(count, dtype=bool)
+    stats = np.zeros((count, 4))
+    _numba._sign_stack(a, b, c, x, iterations, converged, stats, 0, count, 10 * eps("float64"),
+                       100, False, _reference.SCALING_OFF, tail_switch, max_sweeps)
+    assert converged.all()
+    check_against_scipy(a, b, c, x, "float64")
+    # Sweeps started early leave the blocks only near ±I; the half-plane test allows that.
+    assert (np.abs(np.abs(stats[:, 0]) - 20) < 0.5).all()
+    assert (np.abs(np.abs(stats[:, 1]) - 13) < 0.5).all()
+    assert (np.sign(stats[:, 0]) == [1, 1, -1, 1, 1, 1, 1, 1]).all()
+    assert (stats[:, 2] <= bound("float64", 20, 13)).all()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+@pytest.mark.parametrize("lyap", [False, True])
+def test_numba_residual_and_separation_match_the_reference(dtype, lyap):
+    from structla.sylvester import _numba, _reference
+
+    rng = np.random.default_rng(23)
+    a, b, c = problem(rng, 7, 7, "rhp", dtype)
+    x = random_array(rng, (7, 7), dtype)
+    t, u = np.empty_like(c), np.empty_like(c)
+    backward, separation = _numba._frobenius_stats(a, b, c, x, t, u, lyap)
+    bm = None if lyap else b[None]
+    assert backward == pytest.approx(float(_reference.backward_error(a[None], bm, c[None], x[None], np)[0]),
+                                     rel=1e-12)
+    assert separation == pytest.approx(
+        float(_reference.separation_estimate(a[None], bm, c[None], x[None], np)[0]), rel=1e-12)
+    assert _numba._frobenius_stats(a, b, 0 * c, x, t, u, lyap)[1] == 0.0
+    assert _numba._frobenius_stats(a, b, c, 0 * x, t, u, lyap)[1] == np.inf
+
+
+def test_stack_with_mixed_spectra_redoes_only_those_problems():
+    rng = np.random.default_rng(24)
+    a, b, c = problem(rng, 10, 10, "rhp", "float64", batch=(12,))
+    # One eigenvalue of A[5] far in the left half-plane (|λ(A) + λ(B)| ≥ 3 still).
+    a[5] = np.diag([1.0, 2.0, -5.0, 3.0, 1.0, 2.0, 1.2, 2.2, 0.8, 1.7]) \
+        + np.triu(rng.standard_normal((10, 10)), 1) * 0.1
+    x, info = solve_sylvester(a, b, c, return_info=True)
+    assert info.method == "sign+schur"
+    check_against_scipy(a, b, c, x, "float64")
+
+
+def test_inaccurate_sign_result_is_redone_on_the_cpu(monkeypatch):
+    """``auto`` checks the sign method's backward error: with an impossible bound every
+    problem goes to Schur, for single problems and for the stack kernel."""
+    from structla.sylvester import _api
+
+    monkeypatch.setattr(_api, "ACCEPT", 0.0)
+    rng = np.random.default_rng(25)
+    for batch in ((), (10,)):
+        a, b, c = problem(rng, 6, 5, "rhp", "float64", batch=batch)
+        x, info = solve_sylvester(a, b, c, return_info=True)
+        assert info.method == "schur"
+        check_against_scipy(a, b, c, x, "float64")
+
+
 # ---- honest failure ------------------------------------------------------------------
 
 
@@ -408,6 +477,22 @@ def test_gpu_errors_name_the_condition(cp):
     aa, ab, ac = axis_problem(0.0)
     with pytest.raises(LinAlgError):
         solve_sylvester(cp.asarray(aa), cp.asarray(ab), cp.asarray(ac))
+
+
+@pytest.mark.gpu
+def test_gpu_auto_checks_the_backward_error(cp, monkeypatch):
+    """With an impossible bound on the backward error (measured on the device), ``auto``
+    on the GPU must refuse X and say why."""
+    from structla.sylvester import _api
+
+    rng = np.random.default_rng(15)
+    a, b, c = problem(rng, 20, 12, "rhp", "float64")
+    ga, gb, gc = cp.asarray(a), cp.asarray(b), cp.asarray(c)
+    solve_sylvester(ga, gb, gc)
+    monkeypatch.setattr(_api, "ACCEPT", 0.0)
+    with pytest.raises(LinAlgError, match="backward error"):
+        solve_sylvester(ga, gb, gc)
+    assert isinstance(solve_sylvester(ga, gb, gc, method="sign"), cp.ndarray)
 
 
 @pytest.mark.gpu

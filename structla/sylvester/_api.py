@@ -86,7 +86,9 @@ def solve_sylvester(A: Any, B: Any, C: Any, *, method: str = "auto",
         A and −B have a common eigenvalue (to working precision): the equation is
         singular. Also for ``method="sign"`` (and ``"auto"`` on the GPU) when the
         half-plane condition fails, an iterate is singular (an eigenvalue on the
-        imaginary axis) or the iteration does not converge; the message names which.
+        imaginary axis) or the iteration does not converge, and for ``"auto"`` on the
+        GPU when the backward error of X (computed on the device) is above
+        ``50·max(n, m)·eps``; the message names which.
 
     Warns
     -----
@@ -108,15 +110,21 @@ def solve_sylvester(A: Any, B: Any, C: Any, *, method: str = "auto",
     Newton iteration ``Z ← (μZ + (μZ)⁻¹)/2`` on this block matrix is carried out
     block by block, ``A ← (μA + A⁻¹/μ)/2``, ``B ← (μB + B⁻¹/μ)/2``,
     ``C ← (μC + A⁻¹CB⁻¹/μ)/2``, with one Frobenius-norm scaling μ for the whole block
-    (switched off near convergence). Once the relative update is below 10⁻² (CPU) or
-    0.1 (GPU) the last steps are the inverse-free Newton–Schulz steps
+    (switched off near convergence). Every iterate satisfies ``A_k X + X B_k = C_k``.
+    Once the relative update is below 10⁻² (CPU) or 0.1 (GPU) the inverses stop:
+    single matrices and the GPU continue with the inverse-free Newton–Schulz steps
     ``Z ← Z(3I − Z²)/2``, stopped on the measured residual ``‖Z² − I‖`` (the final step
-    is needed only for C); Newton itself stops when its update is small enough that the next
-    error, its square, is below ``tol``. The traces of the converged sign blocks must be ±n and ±m with one
-    sign: that is how ``"auto"`` detects that the method applies. Cost per Newton
-    step ``≈ 2n³ + 2m³ + 2nm(n + m)`` flops (two inverses, two products), typically
-    6–10 steps; Lyapunov needs one inverse per step. ``"schur"`` costs about
-    ``25(n³ + m³)`` flops for the two real Schur forms plus ``nm(n + m)`` for ``trsyl``.
+    is needed only for C); stacks of small matrices on the CPU (at least 8 problems,
+    ``max(n, m) ≤ 160``) instead solve ``A_k X + X B_k = C_k`` directly with
+    ``A_k = s(I + F_a)``, ``B_k = s(I + F_b)`` by the sweeps
+    ``X ← (sC_k − F_a X − X F_b)/2`` (two products each, about four digits per sweep).
+    Newton itself stops when its update is small enough that the next error, its
+    square, is below ``tol``. The traces of the converged sign blocks must be ±n and
+    ±m with one sign: that is how ``"auto"`` detects that the method applies. Cost per
+    Newton step ``≈ 2n³ + 2m³ + 2nm(n + m)`` flops (two inverses, two products),
+    typically 4 Newton steps and 2–3 further steps or sweeps; Lyapunov needs one
+    inverse per step. ``"schur"`` costs about ``25(n³ + m³)`` flops for the two real
+    Schur forms plus ``nm(n + m)`` for ``trsyl``.
 
     The separation reported and checked is the smaller of the eigenvalue gap
     ``min|λᵢ(A) + λⱼ(B)|`` (Schur method) and ``‖C‖_F/‖X‖_F``, both upper bounds on
@@ -216,7 +224,7 @@ def solve_lyapunov(A: Any, Q: Any, *, method: str = "auto", check_finite: bool |
 
 
 def _sign_failure(status: dict[str, Any], bad: np.ndarray, n: int, m: int, max_iter: int,
-                  lyapunov: bool) -> str:
+                  lyapunov: bool, accept: float) -> str:
     """The reason the sign method failed on the first bad problem of the batch."""
     i = int(np.flatnonzero(bad)[0])
     where = f" (batch problem {i})" if bad.size > 1 else ""
@@ -229,6 +237,11 @@ def _sign_failure(status: dict[str, Any], bad: np.ndarray, n: int, m: int, max_i
     if not status["converged"][i]:
         return (f"sign method{where}: the iteration did not converge in max_iter={max_iter} "
                 "steps (eigenvalues very close to the imaginary axis?)")
+    if status["halfplane"][i]:
+        return (f"sign method{where}: the iteration converged, but the backward error of X, "
+                f"{status['backward_error'][i]:.2e}, is above {accept:.2e} (= {ACCEPT:g}·"
+                "max(n, m)·eps): rounding was amplified, e.g. by ill-conditioned eigenvectors "
+                "of A or B. method='schur' (CPU) is backward stable")
     return (f"sign method{where}: the spectra of {pair} are not in one open half-plane "
             f"(trace of sign(A) = {status['trace_a'][i]:.3g}, of sign(B) = "
             f"{status['trace_b'][i]:.3g}; the method needs ±{n} and ±{m} with one sign). "
@@ -294,19 +307,22 @@ def _solve(xp: ModuleType, batch: Batch, A: Any, B: Any | None, C: Any, *, metho
         host = {k: to_numpy(v) for k, v in status.items()}
         iterations = host["iterations"]
         bad = ~(host["converged"] & host["halfplane"] & host["finite"])
-        if method == "auto" and not gpu:
+        if method == "auto":
             # Backends that already measured the residual (per problem, while the
-            # matrices were in cache) hand it back in ``status``.
-            bwd = host["backward_error"] if "backward_error" in host else \
-                to_numpy(backward_error(Af, Bf, Cf, X, xp))
-            bad |= ~(bwd <= ACCEPT * max(n, m) * eps)
+            # matrices were in cache) hand it back in ``status``; otherwise it is
+            # computed where X lives (on the GPU for CuPy) and only the per-problem
+            # numbers travel.
+            if "backward_error" not in host:
+                host["backward_error"] = to_numpy(backward_error(Af, Bf, Cf, X, xp))
+            bad |= ~(host["backward_error"] <= ACCEPT * max(n, m) * eps)
         used = "sign"
         perturbed = np.zeros(batch.count, dtype=bool)
         estimate = host.get("separation")
         if bad.any():
             estimate = None
             if method == "sign" or gpu:
-                raise LinAlgError(_sign_failure(host, bad, n, m, max_iter, B is None))
+                raise LinAlgError(_sign_failure(host, bad, n, m, max_iter, B is None,
+                                                ACCEPT * max(n, m) * eps))
             redo = np.flatnonzero(bad)
             Xs, st = sylvester_schur(Af[redo], None if Bf is None else Bf[redo], Cf[redo])
             X[redo] = Xs
