@@ -731,6 +731,28 @@ def test_gpu_fused_poly_matrix_matches_reference(cp, dtype):
 
 
 @pytest.mark.gpu
+def test_gpu_float16_product_with_float32_output(cp):
+    from structla.matfun import _cupy
+
+    rng = np.random.default_rng(35)
+    A = cp.asarray(rng.standard_normal((1, 48, 80)), dtype=cp.float16)
+    B = cp.asarray(rng.standard_normal((1, 80, 33)), dtype=cp.float16)
+    C = cp.asarray(rng.standard_normal((1, 33, 80)), dtype=cp.float16)
+    exact = [A.astype(np.float64) @ B.astype(np.float64),          # B C-contiguous
+             A.astype(np.float64) @ C.swapaxes(1, 2).astype(np.float64),  # transposed view
+             A.astype(np.float64) @ A.swapaxes(1, 2).astype(np.float64)]
+    got = [_cupy.product16(A, B), _cupy.product16(A, C.swapaxes(1, 2)),
+           _cupy.product16(A, A.swapaxes(1, 2))]
+    for out, ref in zip(got, exact, strict=True):
+        assert out.dtype == np.float32 and out.shape == ref.shape
+        np.testing.assert_allclose(cp.asnumpy(out), cp.asnumpy(ref), atol=1e-4, rtol=1e-5)
+    stack = cp.asarray(rng.standard_normal((3, 8, 8)), dtype=cp.float16)
+    np.testing.assert_allclose(cp.asnumpy(_cupy.product16(stack, stack)),
+                               cp.asnumpy(stack.astype(np.float64) @ stack.astype(np.float64)),
+                               atol=1e-5)
+
+
+@pytest.mark.gpu
 def test_gpu_msign_mixed_and_float16_single_matrix(cp):
     M = _log_spectrum(np.random.default_rng(34), 512, 768).astype(np.float32)
     X, info = msign(cp.asarray(M), tol=1e-3, compute_dtype="mixed", return_info=True)

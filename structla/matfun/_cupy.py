@@ -14,10 +14,12 @@ from typing import Any
 
 import cupy
 import numpy as np
+from cupy_backends.cuda.api import runtime
+from cupy_backends.cuda.libs import cublas
 
 from . import _reference
 
-__all__ = ["msign"]
+__all__ = ["msign", "poly_matrix", "product16"]
 
 
 @functools.cache
@@ -48,6 +50,41 @@ def poly_matrix(row: np.ndarray, Y: Any, Y2: Any, eye: Any) -> Any:
     return _combine_kernel()(Y, Y2, a, b, c, np.int64(Y.shape[-1]))
 
 
+def product16(a: Any, b: Any) -> Any:
+    """``a @ b`` of float16 stacks with float32 accumulation and float32 output.
+
+    A stack of one matrix is one ``cublasGemmEx`` (float16 inputs on tensor cores,
+    float32 result); larger stacks take the reference (float32 products).
+    """
+    if a.shape[0] != 1 or b.shape[0] != 1:
+        return _reference.product_float32(a, b)
+    A, B = a[0], b[0]
+    rows, inner = A.shape
+    cols = B.shape[1]
+    if not A.flags.c_contiguous:
+        A = cupy.ascontiguousarray(A)
+    # cuBLAS is column-major: the row-major C = A B is the column-major Cᵀ = Bᵀ Aᵀ, and a
+    # row-major array read column-major is its transpose; a transposed C-contiguous B is
+    # read as is with the transpose flag
+    if B.flags.c_contiguous:
+        op_b, ld_b = cublas.CUBLAS_OP_N, cols
+    elif B.flags.f_contiguous:
+        op_b, ld_b = cublas.CUBLAS_OP_T, inner
+    else:
+        B = cupy.ascontiguousarray(B)
+        op_b, ld_b = cublas.CUBLAS_OP_N, cols
+    C = cupy.empty((rows, cols), dtype=np.float32)
+    one, zero = np.array(1.0, np.float32), np.array(0.0, np.float32)
+    cublas.gemmEx(cupy.cuda.device.get_cublas_handle(), op_b, cublas.CUBLAS_OP_N,
+                  cols, rows, inner, one.ctypes.data,
+                  B.data.ptr, runtime.CUDA_R_16F, ld_b,
+                  A.data.ptr, runtime.CUDA_R_16F, inner, zero.ctypes.data,
+                  C.data.ptr, runtime.CUDA_R_32F, cols,
+                  cublas.CUBLAS_COMPUTE_32F, cublas.CUBLAS_GEMM_DEFAULT_TENSOR_OP)
+    return C[None]
+
+
 def msign(M: Any, table: np.ndarray, **options: Any) -> tuple[Any, Any]:
-    """:func:`structla.matfun._reference.msign` with the fused ``H`` kernel."""
-    return _reference.msign(M, table, combine=poly_matrix, **options)
+    """:func:`structla.matfun._reference.msign` with the fused ``H`` kernel and the
+    float16-in, float32-out product for the mixed-precision finish."""
+    return _reference.msign(M, table, combine=poly_matrix, product16=product16, **options)

@@ -161,8 +161,10 @@ def _iterate(step, table, tol, adaptive, check_every, slope, rcond, out) -> None
         measure = adaptive and fixed_point <= tol and (t + 1) % check_every == 0
         defect = step(row, measure)
         # a step may defer its update (the products it still has to do) until the
-        # defect it measured has been read: ``(defect, apply)``
-        defect, apply = defect if isinstance(defect, tuple) else (defect, None)
+        # defect it measured has been read: ``(defect, apply)``, and add a bound on its
+        # own rounding beyond the scalar map's: ``(defect, apply, extra(bound))``
+        defect, apply, extra = (defect + (None,) * (3 - len(defect))
+                                if isinstance(defect, tuple) else (defect, None, None))
         visible = True
         if smallest is not None:
             visible_floor = 0.75 * min(smallest, 0.5) ** 2
@@ -189,7 +191,7 @@ def _iterate(step, table, tol, adaptive, check_every, slope, rcond, out) -> None
             out.smallest = smallest
         if defect is None:
             continue
-        out.predicted = predicted_error(row, bound)
+        out.predicted = predicted_error(row, bound) + (extra(bound) if extra else 0.0)
         if visible and out.predicted <= tol:
             out.converged = True
             return
@@ -286,7 +288,7 @@ _MIXED_HANDOVER = 0.05
 
 def msign(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: bool,
           method: str, check_every: int, restart: int = 3, low: np.dtype | None = None,
-          combine: Any = poly_matrix) -> tuple[Any, Outcome]:
+          combine: Any = poly_matrix, product16: Any = None) -> tuple[Any, Outcome]:
     """Polar factor of each ``(n, m)`` matrix of the stack ``M`` by an odd-polynomial iteration.
 
     Works on the side with the smaller Gram matrix (``Mᴴ`` when ``n > m``). The start
@@ -299,8 +301,11 @@ def msign(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: boo
     ``low`` (float16, adaptive runs only) runs the rows in ``low`` until the iterate is
     predicted within :data:`_MIXED_HANDOVER` of 1 and the remaining rows in ``cdt``
     (the standard method in both phases). ``combine(row, Y, Y2, eye)`` forms
-    ``aI + bY + cY²`` (a fused kernel on CuPy).
+    ``aI + bY + cY²`` (a fused kernel on CuPy); ``product16(a, b)`` multiplies float16
+    stacks with float32 accumulation and output (default :func:`product_float32`; one
+    cuBLAS call on CuPy).
     """
+    product16 = product16 or product_float32
     tall = M.shape[-2] > M.shape[-1]
     X = _scaled(M.conj().swapaxes(-1, -2) if tall else M, cdt, xp := _xp(M))
     X = _safe_divide(X, _frobenius(X, xp), xp)
@@ -308,7 +313,7 @@ def msign(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: boo
     run = {"tol": tol, "adaptive": adaptive, "check_every": check_every,
            "slope": _MSIGN_SLOPE, "rcond": _rcond(low if low is not None else cdt)}
     if low is not None and adaptive:
-        X, outcome = _msign_mixed(X, table, xp, low, combine, run)
+        X, outcome = _msign_mixed(X, table, xp, low, combine, run, product16)
     else:
         first = None
         if adaptive:
@@ -326,26 +331,98 @@ def _rcond(dtype: np.dtype) -> float:
 
 
 def _msign_mixed(X: Any, table: np.ndarray, xp: ModuleType, low: np.dtype, combine: Any,
-                 run: dict) -> tuple[Any, Outcome]:
+                 run: dict, product16: Any) -> tuple[Any, Outcome]:
     """Rows in ``low`` until the hand-over, the rest in ``X.dtype`` with the stopping rule.
 
-    The second phase starts its lower bound for the singular values at the first
-    phase's: the numerical-rank cutoff is that of ``low`` (``0.1·√eps`` of float16,
-    3·10⁻³·‖M‖_F), since smaller singular values are not resolved in float16.
+    The first row after the hand-over runs on ``low`` products (:func:`_finish_step`);
+    the later ones, if ``tol`` needs them, in ``X.dtype``. Each phase starts its lower
+    bound for the singular values at the previous phase's: the numerical-rank cutoff is
+    that of ``low`` (``0.1·√eps`` of float16, 3·10⁻³·‖M‖_F), since smaller singular
+    values are not resolved in float16.
     """
     high = X.dtype
     X, start, largest = _gram_start(X.astype(low), xp)
-    first = dict(run, tol=max(run["tol"], _MIXED_HANDOVER), rcond=run["rcond"] / largest)
-    X, head = _msign_standard(X, table, xp, combine, start, **first)
-    if head.diverged:
-        return X.astype(high), head
-    rest = dict(run, rcond=head.smallest)
-    X, tail = _msign_standard(X.astype(high), table[head.iterations:], xp, combine, **rest)
-    tail.iterations += head.iterations
-    tail.history = head.history + tail.history
-    if tail.smallest is None:
-        tail.smallest = head.smallest
-    return X, tail
+    rcond = run["rcond"] / largest
+    X, head = _msign_standard(X, table, xp, combine, start,
+                              **dict(run, tol=max(run["tol"], _MIXED_HANDOVER), rcond=rcond))
+    outcomes = [head]
+    if not head.diverged and head.iterations < len(table):
+        rest = table[head.iterations:]
+        rcond = _chained_rcond(outcomes, rcond)
+        X, finish = _finish_step(X, rest[:1], xp, high, product16, **dict(run, rcond=rcond))
+        outcomes.append(finish)
+        if not (finish.converged or finish.diverged) and len(rest) > 1:
+            rcond = _chained_rcond(outcomes, rcond)
+            X, tail = _msign_standard(X, rest[1:], xp, combine, **dict(run, rcond=rcond))
+            outcomes.append(tail)
+    return X.astype(high, copy=False), _chain(outcomes)
+
+
+def _chained_rcond(outcomes: list[Outcome], start: float) -> float:
+    """The lower bound the next phase starts from (the last phase that applied a row)."""
+    for outcome in reversed(outcomes):
+        if outcome.smallest is not None:
+            return outcome.smallest
+    return start
+
+
+def _chain(outcomes: list[Outcome]) -> Outcome:
+    last = outcomes[-1]
+    return Outcome(iterations=sum(o.iterations for o in outcomes), predicted=last.predicted,
+                   converged=last.converged, diverged=any(o.diverged for o in outcomes),
+                   history=[v for o in outcomes for v in o.history],
+                   smallest=_chained_rcond(outcomes, None))
+
+
+def product_float32(a: Any, b: Any) -> Any:
+    """``a @ b`` of float16 stacks, accumulated and returned in float32 (exact products)."""
+    return _mm(a.astype(np.float32), b.astype(np.float32))
+
+
+def _finish_step(X16: Any, row: np.ndarray, xp: ModuleType, high: np.dtype, product16: Any,
+                 **run: Any) -> tuple[Any, Outcome]:
+    """One row on the float16 iterate with float16 products and ``high`` accuracy.
+
+    ``X16`` is exact in float16, so ``Y = X Xᴴ`` from float16 products accumulated in
+    float32 is as accurate as in float32. With ``E = Y − I`` (small):
+    ``Y² − Y = E + E²`` and ``aI + bY + cY² = (a+b+c)I + K``, ``K = (b+2c)E + cE²``.
+    ``E²`` comes from float16 ``E`` (error ≤ 2u₁₆‖E‖‖E‖_F) and ``KX`` from the two
+    float16 halves of ``K`` (error ≤ u₁₆²‖K‖_F): four float16 products instead of
+    three in ``high``. The stopping rule adds these bounds to its prediction.
+    """
+    low = X16.dtype
+    eye = _eye_like(X16.shape[-2], high, xp)
+    state = {"X": X16}
+    u = float(np.finfo(low).eps) / 2
+
+    def step(row, measure):
+        X = state["X"]
+        E = product16(X, X.swapaxes(-1, -2)) - eye
+        E2 = product16(E.astype(low), E.astype(low))
+        defect = _frobenius(E + E2, xp) if measure else None
+        a, b, c = (float(v) for v in row)
+
+        def apply():
+            K = (b + 2 * c) * E + c * E2
+            K_high = K.astype(low)
+            K_low = (K - K_high.astype(high)).astype(low)
+            state["X"] = (a + b + c) * X.astype(high) + (product16(K_high, X) + product16(K_low, X))
+
+        def extra(bound):
+            e = (2 + bound) * bound  # |s² − 1| for |s − 1| ≤ bound
+            frobenius = state["value"] / max(1 - e, 1e-3)  # ‖E‖_F from ‖E(I + E)‖_F
+            square = abs(c) * u * frobenius * (2 * e + u * frobenius)
+            split = u * u * frobenius * (abs(b + 2 * c) + abs(c) * e)
+            return (1 + bound) * (square + split)
+
+        if defect is None:
+            apply()
+            return None
+        state["value"] = float(defect.max()) if defect.size else 0.0
+        return defect, apply, extra
+
+    outcome = _run(step, row, **run)
+    return state["X"], outcome
 
 
 def msign_defect(X: Any) -> Any:
