@@ -398,7 +398,8 @@ def _finish_step(X16: Any, row: np.ndarray, xp: ModuleType, high: np.dtype, prod
     def step(row, measure):
         X = state["X"]
         E = product16(X, X.swapaxes(-1, -2)) - eye
-        E2 = product16(E.astype(low), E.astype(low))
+        E_low = E.astype(low)
+        E2 = product16(E_low, E_low)
         defect = _frobenius(E + E2, xp) if measure else None
         a, b, c = (float(v) for v in row)
 
