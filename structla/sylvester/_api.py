@@ -248,17 +248,6 @@ def _sign_failure(status: dict[str, Any], bad: np.ndarray, n: int, m: int, max_i
             "method='schur' (CPU) handles any spectra")
 
 
-def _power_of_two_scale(*mats: Any, xp: ModuleType) -> Any:
-    """``2^round(log2 max|entry|)`` per problem, shaped ``(count, 1, 1)``; 1 for 0 or non-finite."""
-    big = mats[0]
-    peak = xp.abs(big).max(axis=(-2, -1))
-    for x in mats[1:]:
-        peak = xp.maximum(peak, xp.abs(x).max(axis=(-2, -1)))
-    ok = (peak > 0) & xp.isfinite(peak)
-    power = xp.where(ok, xp.round(xp.log2(xp.where(ok, peak, 1))), 0)
-    return xp.exp2(power).astype(peak.dtype)[:, None, None]
-
-
 def _solve(xp: ModuleType, batch: Batch, A: Any, B: Any | None, C: Any, *, method: str,
            check: bool | None, tol: float | None, max_iter: int | None,
            return_info: bool) -> Any:
@@ -299,11 +288,7 @@ def _solve(xp: ModuleType, batch: Batch, A: Any, B: Any | None, C: Any, *, metho
         perturbed = status["perturbed"]
     else:
         sign = implementation("sylvester", "sylvester_sign", xp)
-        # The iteration is invariant under (A, B, C) → (A, B, C)/s; a power of two near
-        # the largest entry keeps its norms and scalings far from overflow, at no rounding cost.
-        s = _power_of_two_scale(*((Af,) if Bf is None else (Af, Bf)), xp=xp)
-        X, status = sign(Af / s, None if Bf is None else Bf / s, Cf / s, tol=tol,
-                         max_iter=max_iter)
+        X, status = sign(Af, Bf, Cf, tol=tol, max_iter=max_iter)
         host = {k: to_numpy(v) for k, v in status.items()}
         iterations = host["iterations"]
         bad = ~(host["converged"] & host["halfplane"] & host["finite"])

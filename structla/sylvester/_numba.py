@@ -65,27 +65,44 @@ def _ct(x):
 
 
 @kernel
-def _fortran_copy(x):
-    """A copy in Fortran order: the layout LAPACK works in, so ``np.linalg.inv`` copies
-    it straight and its result lines up element by element with the matrix."""
+def _fortran_copy(x, factor=1.0):
+    """``factor·x`` in Fortran order: the layout LAPACK works in, so ``np.linalg.inv``
+    copies it straight and its result lines up element by element with the matrix."""
     n, m = x.shape
     out = np.empty((m, n), dtype=x.dtype).T
     for j in range(m):
         for i in range(n):
-            out[i, j] = x[i, j]
+            out[i, j] = factor * x[i, j]
     return out
 
 
 @kernel
-def _ct_fortran(x):
-    """Conjugate transpose in Fortran order, the layout ``np.linalg.inv`` returns (one
-    array type for both branches that define an inverse)."""
+def _ct_fortran(x, factor=1.0):
+    """``factor·xᴴ`` in Fortran order, the layout ``np.linalg.inv`` returns (one array
+    type for both branches that define an inverse)."""
     n, m = x.shape
     out = np.empty((n, m), dtype=x.dtype).T
     for i in range(n):
         for j in range(m):
-            out[j, i] = np.conj(x[i, j])
+            out[j, i] = factor * np.conj(x[i, j])
     return out
+
+
+@kernel
+def _power_of_two(a, b, lyap):
+    """``2^round(log2 max|entry|)`` of A and B (1 for zero or non-finite), the scaling
+    of ``_reference.power_of_two_scale``."""
+    peak = 0.0
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            peak = max(peak, abs(a[i, j]))
+    if not lyap:
+        for i in range(b.shape[0]):
+            for j in range(b.shape[1]):
+                peak = max(peak, abs(b[i, j]))
+    if peak > 0 and math.isfinite(peak):
+        return 2.0 ** round(math.log2(peak))
+    return 1.0
 
 
 @kernel
@@ -184,11 +201,17 @@ def _sign_one(a, b, c, x, tol, max_iter, lyap, scaling_off, tail_switch, max_swe
     Returns (iterations, converged, trace of A block, trace of B block).
     """
     n, m = c.shape
+    # The iteration is invariant under (A, B, C) → (A, B, C)/s; a power of two near the
+    # largest entry keeps norms and scalings far from overflow, at no rounding cost.
+    shrink = 1.0 / _power_of_two(a, b, lyap)
     # A and B blocks and their inverses are kept in Fortran order (LAPACK's), and the
     # elementwise loops run over their transposes, i.e. in memory order.
-    ak = _fortran_copy(a)
-    bk = _ct_fortran(a) if lyap else _fortran_copy(b)
-    ck = c.copy()
+    ak = _fortran_copy(a, shrink)
+    bk = _ct_fortran(a, shrink) if lyap else _fortran_copy(b, shrink)
+    ck = np.empty_like(c)
+    for i in range(n):
+        for j in range(m):
+            ck[i, j] = shrink * c[i, j]
     t = np.empty_like(ck)
     u = np.empty_like(ck)
     delta = np.inf

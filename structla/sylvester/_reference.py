@@ -22,7 +22,8 @@ import numpy as np
 
 from .._core.namespace import array_namespace
 
-__all__ = ["backward_error", "sign_iteration", "sylvester_schur", "sylvester_sign"]
+__all__ = ["backward_error", "power_of_two_scale", "separation_estimate", "sign_iteration",
+           "sylvester_schur", "sylvester_sign"]
 
 #: Below this relative Newton update, the determinant-free norm scaling is switched
 #: off: near convergence it would only slow the quadratic rate (Higham, Functions of
@@ -61,6 +62,16 @@ def _inv(x: Any, xp: ModuleType) -> Any:
         return out
 
 
+def power_of_two_scale(*mats: Any, xp: ModuleType) -> Any:
+    """``2^round(log2 max|entry|)`` per problem, shaped ``(count, 1, 1)``; 1 for 0 or non-finite."""
+    peak = xp.abs(mats[0]).max(axis=(-2, -1))
+    for x in mats[1:]:
+        peak = xp.maximum(peak, xp.abs(x).max(axis=(-2, -1)))
+    ok = (peak > 0) & xp.isfinite(peak)
+    power = xp.where(ok, xp.round(xp.log2(xp.where(ok, peak, 1))), 0)
+    return xp.exp2(power).astype(peak.dtype)[:, None, None]
+
+
 def sign_iteration(A: Any, B: Any | None, C: Any, xp: ModuleType, *, tol: float, max_iter: int,
                    ns_switch: float, inv: Callable[[Any], Any] | None = None
                    ) -> tuple[Any, dict[str, Any]]:
@@ -94,6 +105,10 @@ def sign_iteration(A: Any, B: Any | None, C: Any, xp: ModuleType, *, tol: float,
     count, n, m = C.shape
     real = xp.empty(0, dtype=A.dtype).real.dtype
     lyap = B is None
+    # The iteration is invariant under (A, B, C) → (A, B, C)/s; a power of two near the
+    # largest entry keeps its norms and scalings far from overflow, at no rounding cost.
+    scale = power_of_two_scale(*((A,) if lyap else (A, B)), xp=xp)
+    A, B, C = A / scale, None if lyap else B / scale, C / scale
     Ak, Bk, Ck = A, (_ct(A, xp) if lyap else B), C
     eye_n = xp.eye(n, dtype=A.dtype)
     eye_m = xp.eye(m, dtype=A.dtype)
