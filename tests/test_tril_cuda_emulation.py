@@ -6,7 +6,7 @@ counts and buffers ``_cupy.py`` uses: ``tril_block_inv`` in its three memory mod
 half shared, global work buffer) for block sizes 1 … 200, ``tril_block_inv_small`` (the
 tiled kernel for C ≤ 64: padded sizes 16, 32, 64 and odd C, several key tiles, the UT
 transform with q and k one buffer), with and without λ, row/column scales and log-decays,
-and ``tril_state_scan`` with several column tiles. Outputs are
+and ``tril_state_scan`` / ``tril_state_scan_tiled`` with several column tiles and state sizes. Outputs are
 poisoned with NaN and compared with a double-precision host computation. The real-GPU tests
 (``-m gpu``) remain the final word.
 """
@@ -173,7 +173,7 @@ template <class T> void check_block_inv(int nb, int c, int d, int mode, bool has
                 sizeof(T), nb, c, d, mode, has_diag, ut, decay, worst);
 }
 
-template <class T> void check_state_scan(int nseq, int nc, int d, int m) {
+template <class T> void check_state_scan(int nseq, int nc, int d, int m, bool tiled = false) {
     std::mt19937 rng(nseq + nc * 3 + d * 5 + m);
     std::normal_distribution<double> normal;
     const bool cplx = sizeof(T) == 2 * sizeof(typename sl::real_of<T>::type);
@@ -181,10 +181,17 @@ template <class T> void check_state_scan(int nseq, int nc, int d, int m) {
     const double sd = std::sqrt(d);
     for (auto& a : M) a = make<T>(0.5 * normal(rng) / sd, cplx ? 0.3 * normal(rng) / sd : 0);
     for (auto& a : V) a = make<T>(normal(rng), cplx ? normal(rng) : 0);
-    const int tile = std::min<long>(std::min(32, m), (48 * 1024) / (2 * d * long(sizeof(T))));
-    launch(nseq, (m + tile - 1) / tile, 256, 2 * size_t(d) * tile * sizeof(T), [&] {
-        tril_state_scan<T>(nseq, nc, d, m, tile, M.data(), V.data(), Z.data());
-    });
+    if (tiled) {
+        const size_t shared = size_t(d) * (SCAN_TILE + scan_slab<T>::width + 1) * sizeof(T);
+        launch(nseq, (m + SCAN_TILE - 1) / SCAN_TILE, SCAN_THREADS, shared, [&] {
+            tril_state_scan_tiled<T>(nseq, nc, d, m, M.data(), V.data(), Z.data());
+        });
+    } else {
+        const int tile = std::min<long>(std::min(32, m), (48 * 1024) / (2 * d * long(sizeof(T))));
+        launch(nseq, (m + tile - 1) / tile, 256, 2 * size_t(d) * tile * sizeof(T), [&] {
+            tril_state_scan<T>(nseq, nc, d, m, tile, M.data(), V.data(), Z.data());
+        });
+    }
     double worst = 0;
     for (int s = 0; s < nseq; ++s) {
         std::vector<C> z(d * m, 0.0), zn(d * m);
@@ -207,7 +214,8 @@ template <class T> void check_state_scan(int nseq, int nc, int d, int m) {
             z.swap(zn);
         }
     }
-    std::printf("state_scan size=%zu nseq=%d nc=%d d=%d m=%d ratio=%.3e\n", sizeof(T), nseq, nc, d, m, worst);
+    std::printf("state_scan size=%zu nseq=%d nc=%d d=%d m=%d tiled=%d ratio=%.3e\n",
+                sizeof(T), nseq, nc, d, m, tiled, worst);
 }
 
 template <class T> void all_checks() {
@@ -230,6 +238,11 @@ template <class T> void all_checks() {
     check_state_scan<T>(2, 3, 4, 5);
     check_state_scan<T>(1, 4, 3, 70);  // three column tiles, the last partial
     check_state_scan<T>(2, 1, 1, 1);
+    // tril_state_scan_tiled: d up to 128 (rows beyond d masked, slabs partial), m over tiles
+    check_state_scan<T>(2, 3, 5, 7, true);
+    check_state_scan<T>(1, 3, 40, 70, true);
+    check_state_scan<T>(1, 3, 128, 33, true);
+    check_state_scan<T>(1, 4, 1, 1, true);
 }
 
 int main() {
@@ -240,7 +253,7 @@ int main() {
 }
 """
 
-CHECKS_PER_DTYPE = 24
+CHECKS_PER_DTYPE = 28
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ _INV_CHUNK = 128
 _SHARED_LIMIT = 48 * 1024  # dynamic shared memory usable without an opt-in
 _NULL = np.uint64(0)
 _SMALL_THREADS = 256  # SMALL_THREADS of tril.cu
+_SCAN_TILE = 32  # SCAN_TILE of tril.cu
 
 
 def _empty(shape, dtype):
@@ -97,6 +98,15 @@ def _state_scan(m_steps, v_steps):
     if zs.size == 0:
         return zs
     item = v_steps.dtype.itemsize
+    slab = 32 if v_steps.dtype == np.float32 else 8  # scan_slab<T>::width of tril.cu
+    shared = d * (_SCAN_TILE + slab + 1) * item
+    if d <= 128 and shared <= _SHARED_LIMIT:
+        kernel = get_kernel("tril", "tril.cu", "tril_state_scan_tiled", v_steps.dtype)
+        launch(kernel, (count, -(-m // _SCAN_TILE)), 256,
+               (np.int64(count), np.int32(nc), np.int32(d), np.int32(m),
+                cp.ascontiguousarray(m_steps), cp.ascontiguousarray(v_steps), zs),
+               shared_mem=shared)
+        return zs
     tile = min(32, m, _SHARED_LIMIT // (2 * d * item))
     if tile < 1:
         z = cp.zeros((count, d, m), dtype=v_steps.dtype)

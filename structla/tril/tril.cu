@@ -6,7 +6,8 @@
 // tril_block_inv_small: the same for C ≤ 64, tiled (Gram matrix in registers, inverse by
 //   merging 16×16 diagonal blocks); the fast path of the UT transform and the chunked solve.
 // tril_state_scan: the sequential part of the chunked solve, Z_{I+1} = M_I Z_I + V_I, one
-//   thread block per (sequence, tile of right-hand-side columns), the state in shared memory.
+//   thread block per (sequence, tile of right-hand-side columns), the state in shared memory;
+//   tril_state_scan_tiled: the same for d ≤ 128 with register tiles (the fast path).
 #include <structla/complex.cuh>
 
 // structla-dtypes: float32 float64 complex64 complex128
@@ -371,5 +372,87 @@ __global__ void tril_state_scan(long long nseq, int nc, int d, int m, int tile,
         T* t = Z;
         Z = Zn;
         Zn = t;
+    }
+}
+
+// tril_state_scan_tiled: tril_state_scan for d ≤ 128 with the work in registers. One thread
+// block per (sequence, 32 columns of Z); thread (rg, cg) holds rows rg + 32a (a < 4) and
+// columns 4cg … 4cg + 3 of the state. Per chunk: Z_{I+1} = M_I Z_I + V_I with M_I staged in
+// shared memory a slab of columns at a time and Z_I in shared memory, so that each step of
+// the product reads one row of 4 state entries and 4 entries of M for 16 multiply-adds.
+template <typename T> struct scan_slab { static constexpr int width = 8; };
+template <> struct scan_slab<float> { static constexpr int width = 32; };
+constexpr int SCAN_THREADS = 256;
+constexpr int SCAN_TILE = 32;
+constexpr int SCAN_ROWS = 4;  // rows per thread: d ≤ 32·SCAN_ROWS
+
+template <typename T>
+__global__ void tril_state_scan_tiled(long long nseq, int nc, int d, int m,
+                                      const T* __restrict__ M,   // (nseq, nc, d, d)
+                                      const T* __restrict__ V,   // (nseq, nc, d, m)
+                                      T* __restrict__ Zs) {      // (nseq, nc, d, m): state entering chunk I
+    constexpr int SL = scan_slab<T>::width, SS = SL + 1;
+    STRUCTLA_DYNAMIC_SHARED(smem);
+    T* Z = reinterpret_cast<T*>(smem);  // d × SCAN_TILE
+    T* Ms = Z + d * SCAN_TILE;          // d × SS: columns l0 … l0 + SL of M_I
+    const long long s = blockIdx.x;
+    if (s >= nseq) return;
+    const int c0 = blockIdx.y * SCAN_TILE;
+    const int tid = threadIdx.x, cg = tid % 8, rg = tid / 8;
+    T z[SCAN_ROWS][4];
+#pragma unroll
+    for (int a = 0; a < SCAN_ROWS; ++a)
+#pragma unroll
+        for (int u = 0; u < 4; ++u) z[a][u] = T(0);
+    for (int idx = tid; idx < d * SCAN_TILE; idx += SCAN_THREADS) Z[idx] = T(0);
+    for (int I = 0; I < nc; ++I) {
+        const long long chunk = s * nc + I;
+        const T* MI = M + chunk * d * d;
+        const T* VI = V + chunk * d * m;
+        T* ZI = Zs + chunk * d * m;
+        T acc[SCAN_ROWS][4];
+#pragma unroll
+        for (int a = 0; a < SCAN_ROWS; ++a) {
+            const int r = rg + 32 * a;
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                const int c = c0 + 4 * cg + u;
+                const bool inside = r < d && c < m;
+                if (inside) ZI[(long long)r * m + c] = z[a][u];
+                acc[a][u] = inside ? VI[(long long)r * m + c] : T(0);
+            }
+        }
+        for (int l0 = 0; l0 < d; l0 += SL) {
+            __syncthreads();  // the previous slab consumed (and, at l0 = 0, Z written)
+            for (int idx = tid; idx < d * SL; idx += SCAN_THREADS) {
+                const int row = idx / SL, col = idx % SL;
+                Ms[row * SS + col] = l0 + col < d ? MI[(long long)row * d + l0 + col] : T(0);
+            }
+            __syncthreads();
+            const int width = min(SL, d - l0);
+            for (int l = 0; l < width; ++l) {
+                T zl[4];
+                load4(Z + (l0 + l) * SCAN_TILE + 4 * cg, zl);
+#pragma unroll
+                for (int a = 0; a < SCAN_ROWS; ++a) {
+                    const int r = rg + 32 * a;
+                    if (r < d) {
+                        const T mv = Ms[r * SS + l];
+#pragma unroll
+                        for (int u = 0; u < 4; ++u) acc[a][u] = sl::fma_acc(acc[a][u], mv, zl[u]);
+                    }
+                }
+            }
+        }
+        __syncthreads();  // every thread done reading Z_I
+#pragma unroll
+        for (int a = 0; a < SCAN_ROWS; ++a) {
+            const int r = rg + 32 * a;
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                z[a][u] = acc[a][u];
+                if (r < d) Z[r * SCAN_TILE + 4 * cg + u] = acc[a][u];
+            }
+        }
     }
 }
