@@ -345,8 +345,10 @@ def _msign_mixed(X: Any, table: np.ndarray, xp: ModuleType, low: np.dtype, combi
     rcond = run["rcond"] / largest
     X, head = _msign_standard(X, table, xp, combine, start,
                               **dict(run, tol=max(run["tol"], _MIXED_HANDOVER), rcond=rcond))
+    # the hand-over tolerance is not the caller's: without a later phase, nothing is proved
+    head.converged = head.converged and run["tol"] >= _MIXED_HANDOVER
     outcomes = [head]
-    if not head.diverged and head.iterations < len(table):
+    if not (head.diverged or head.converged) and head.iterations < len(table):
         rest = table[head.iterations:]
         rcond = _chained_rcond(outcomes, rcond)
         X, finish = _finish_step(X, rest[:1], xp, high, product16, **dict(run, rcond=rcond))
