@@ -195,6 +195,27 @@ def test_auto_paths_large(monkeypatch):
     assert max_relative_error(structla.tril_dlr_solve(diag, q, k, b, log_decay=log_decay), x) <= 1e-12
 
 
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_inverse_tree_shapes(dtype):
+    """The CPU merge-tree inverse for every shape of tree against the dense inverse.
+
+    Leaf sizes from 1 to n: full pairs only (96/32, 256/64), an irregular last pair (97/32,
+    300/64), an odd block count passed up a level (161/32, 300/7), one leaf (300/300).
+    """
+    rng = np.random.default_rng(19)
+    for n, leaf in ((2, 1), (5, 2), (96, 32), (97, 32), (161, 32), (256, 64), (300, 7), (300, 64),
+                    (300, 300)):
+        decay = leaf % 2 == 0
+        diag, q, k, log_decay = make_operands(rng, n, 5, dtype, (2,), decay)
+        t = dense_oracle(diag, q, k, log_decay)
+        g = None if log_decay is None else np.maximum(log_decay, -1e4)
+        y = _numba.tril_dlr_inv(diag, q, k, g, method="chunked", chunk=leaf)
+        assert y.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(np.triu(y, 1), 0)
+        cond = np.linalg.cond(t).max()
+        assert max_relative_error(y, np.linalg.inv(t)) <= 100 * n * eps(dtype) * cond, (n, leaf)
+
+
 def test_batched_equals_loop():
     rng = np.random.default_rng(9)
     diag, q, k, log_decay = make_operands(rng, 20, 3, "float64", (2, 1), True)

@@ -194,24 +194,29 @@ def tril_dlr_matmul(diag, q, k, x, log_decay):
 
 
 @kernel(parallel=True)
-def _inv_leaves(diag, q, k, g, leaf, y, ky, last, wide):
-    """Leaves of the merge tree: ``y``'s diagonal blocks ``T_LL⁻¹`` by the row recursion (A5).
+def _inv_leaves(diag, q, k, g, leaf, y, wn, ky, steps, wide):
+    """Leaves of the merge tree (see :func:`_inv_tree_one`), parallel over leaves L = [s, e).
 
-    Parallel over leaves L = [s, s + leaf). Also leaves behind ``ky[:, L] = Σ_{j∈L} Γ_{e-1,j} k_j
-    Y[j, L]`` (the state after the leaf's last row, e = end of L) and ``last[L] = Γ`` across L
-    (``exp`` of the leaf's log-decays, g_s included). Rows and state are carried in
-    ``wide.dtype`` (double precision for single precision data), as in :func:`_inv_rows`.
+    Writes ``y``'s diagonal block ``Y_LL = T_LL⁻¹`` by the row recursion (A5) and the leaf's
+    ``Wn_L`` (rows of ``wn``), ``KY_L`` (columns of ``ky``: the recursion's state after row
+    e - 1, left undecayed) and ``S_L``. Rows and state are carried in ``wide.dtype`` (double
+    precision for single precision data), as in :func:`_inv_rows`.
     """
     n, d = q.shape
     for leaf_index in prange((n + leaf - 1) // leaf):
         s = leaf_index * leaf
         size = min(n, s + leaf) - s
         z = np.zeros((d, size), dtype=wide.dtype)
+        qa = np.empty((size, d), dtype=wide.dtype)
         acc = np.empty(size, dtype=wide.dtype)
+        w = np.empty(d, dtype=wide.dtype)
         total = 0.0
         for i in range(size):
             row = s + i
             total += g[row]
+            a = np.exp(total)
+            for r in range(d):
+                qa[i, r] = a * q[row, r]
             for j in range(i + 1):
                 acc[j] = 0
             for r in range(d):
@@ -222,18 +227,32 @@ def _inv_leaves(diag, q, k, g, leaf, y, ky, last, wide):
             for j in range(i):
                 acc[j] = -acc[j] * inv
             acc[i] = inv
+            for r in range(d):
+                w[r] = 0
             for j in range(i + 1):
                 y[row, s + j] = acc[j]
-            # the last row keeps its state undecayed: ky is relative to row e - 1
+                yj = acc[j]
+                for r in range(d):
+                    w[r] -= yj * qa[j, r]
+            for r in range(d):
+                wn[row, r] = w[r]
             f = np.exp(g[row + 1]) if i + 1 < size else 1.0
             for r in range(d):
                 kr = k[row, r]
                 for j in range(i + 1):
                     z[r, j] = f * (z[r, j] + kr * acc[j])
+        last = np.exp(total)
         for r in range(d):
+            for c in range(d):
+                w[c] = 0
             for j in range(size):
-                ky[r, s + j] = z[r, j]
-        last[leaf_index] = np.exp(total)
+                zj = z[r, j]
+                ky[r, s + j] = zj
+                for c in range(d):
+                    w[c] -= zj * qa[j, c]
+            for c in range(d):
+                steps[leaf_index, r, c] = w[c]
+            steps[leaf_index, r, r] += last
 
 
 def _diagonal_blocks(y, size, count):
@@ -269,29 +288,10 @@ def _inv_tree_one(diag, q, k, g, leaf, y):
     """
     n, d = q.shape
     leaves = -(-n // leaf)
-    ky = np.empty((d, n), dtype=y.dtype)
-    last = np.empty(leaves)
-    _inv_leaves(diag, q, k, g, leaf, y, ky, last, _wide(y.dtype))
-    if leaves == 1:
-        return
-    # -a ⊙ Q with a_i = exp(g_s + … + g_i) inside each leaf (a cumulative sum of one leaf only)
-    padded = np.zeros(leaves * leaf)
-    padded[:n] = g
-    a = np.exp(np.cumsum(padded.reshape(leaves, leaf), axis=1)).reshape(-1)[:n]
-    qn = q * (-a).astype(q.real.dtype)[:, None]
     wn = np.empty((n, d), dtype=y.dtype)
+    ky = np.empty((d, n), dtype=y.dtype)
     steps = np.empty((leaves, d, d), dtype=y.dtype)
-    full = n // leaf
-    body = full * leaf
-    blocks = _diagonal_blocks(y, leaf, full)
-    np.matmul(blocks, qn[:body].reshape(full, leaf, d), out=wn[:body].reshape(full, leaf, d))
-    np.matmul(ky[:, :body].reshape(d, full, leaf).transpose(1, 0, 2), qn[:body].reshape(full, leaf, d),
-              out=steps[:full])
-    if body < n:
-        np.matmul(y[body:, body:], qn[body:], out=wn[body:])
-        np.matmul(ky[:, body:], qn[body:], out=steps[full])
-    index = np.arange(d)
-    steps[:, index, index] += last[:, None]
+    _inv_leaves(diag, q, k, g, leaf, y, wn, ky, steps, _wide(y.dtype))
     h = leaf
     count = leaves
     while count > 1:
