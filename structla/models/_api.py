@@ -46,8 +46,12 @@ def _check_mode(mode: str, chunk_size: Any, allowed: tuple[str, ...] = _MODES) -
 
 
 def _prepare(q: Any, k: Any, v: Any, beta: Any, log_alpha: Any, h0: Any, check_finite: bool | None,
-             per_key: bool) -> tuple[ModuleType, Any, np.dtype, dict[str, Any]]:
-    """Validate, promote to one compute dtype, broadcast the batch and flatten it."""
+             per_key: bool) -> tuple[ModuleType, Any, np.dtype, dict[str, Any], bool]:
+    """Validate, promote to one compute dtype, broadcast the batch and flatten it.
+
+    The last value says whether q, k, v and β still have to be checked for NaN/Inf: the
+    caller does it, so that the fused CPU recurrence can count them while it reads them
+    (:func:`_check_sequences`)."""
     xp = array_namespace(q=q, k=k, v=v, beta=beta, log_alpha=log_alpha, h0=h0)
     arrays = {"q": q, "k": k, "v": v, "beta": beta, "log_alpha": log_alpha, "h0": h0}
     arrays = {name: None if x is None else as_array(x, name, xp) for name, x in arrays.items()}
@@ -63,8 +67,7 @@ def _prepare(q: Any, k: Any, v: Any, beta: Any, log_alpha: Any, h0: Any, check_f
     batch = broadcast_batch(f"(t,k),(t,k),(t,v),(t),{gate_core},(v,k)", **arrays)
     check = (not is_cupy_namespace(xp)) if check_finite is None else bool(check_finite)
     if check:
-        for name in ("q", "k", "v", "beta", "h0"):
-            _check_finite(arrays[name], name, xp)
+        _check_finite(arrays["h0"], "h0", xp)
         gates = arrays["log_alpha"]
         if gates is not None and gates.size and bool((xp.isnan(gates) | (gates == xp.inf)).any()):
             raise ValueError("argument 'log_alpha' must not contain NaN or +inf (-inf is allowed: a "
@@ -82,7 +85,21 @@ def _prepare(q: Any, k: Any, v: Any, beta: Any, log_alpha: Any, h0: Any, check_f
     if flat["h0"] is None:
         count, sizes = batch.count, batch.sizes
         flat["h0"] = xp.zeros((count, sizes["v"], sizes["k"]), dtype=work)
-    return xp, batch, dtype, flat
+    return xp, batch, dtype, flat, check
+
+
+def _check_sequences(flat: dict[str, Any], xp: ModuleType, counts: Any = None) -> None:
+    """NaN/Inf check of the sequences q, k, v (and β): ``counts`` are the numbers of
+    non-finite entries found by the fused recurrence; without them the arrays are scanned."""
+    names = [name for name in ("q", "k", "v", "beta") if flat.get(name) is not None]
+    if counts is None:
+        for name in names:
+            _check_finite(flat[name], name, xp)
+        return
+    for name, count in zip(names, counts):
+        if count:
+            raise ValueError(f"argument {name!r} must not contain infs or NaNs "
+                             "(pass check_finite=False to skip this check)")
 
 
 def _finish(batch: Any, dtype: np.dtype, out: Any, state: Any, return_state: bool) -> Any:
@@ -99,7 +116,7 @@ def _gpu_has(*names: str) -> bool:
 def _delta(q: Any, k: Any, v: Any, beta: Any, log_alpha: Any, chunk_size: Any, h0: Any,
            return_state: bool, mode: str, check_finite: bool | None) -> Any:
     chunk = _check_mode(mode, chunk_size)
-    xp, batch, dtype, f = _prepare(q, k, v, beta, log_alpha, h0, check_finite, per_key=False)
+    xp, batch, dtype, f, check = _prepare(q, k, v, beta, log_alpha, h0, check_finite, per_key=False)
     dk, dv = batch.sizes["k"], batch.sizes["v"]
     if mode == "auto":
         if not is_cupy_namespace(xp):
@@ -107,9 +124,17 @@ def _delta(q: Any, k: Any, v: Any, beta: Any, log_alpha: Any, chunk_size: Any, h
         else:
             mode = "tril" if _gpu_has("tril_dlr_solve", "tril_dlr_matmul") else "chunk"
     args = (f["q"], f["k"], f["v"], f["beta"])
+    if check and mode != "recurrent":
+        _check_sequences(f, xp)
     if mode == "recurrent":
         gates = f["log_alpha"] if f["log_alpha"] is not None else xp.zeros_like(f["beta"])
-        out, state = implementation("models", "delta_rule_recurrent", xp)(*args, gates, f["h0"])
+        if check:
+            # The fused kernel counts NaN/Inf while it reads the inputs: no extra pass.
+            run = implementation("models", "delta_rule_recurrent_counted", xp)
+            out, state, counts = run(*args, gates, f["h0"])
+            _check_sequences(f, xp, counts)
+        else:
+            out, state = implementation("models", "delta_rule_recurrent", xp)(*args, gates, f["h0"])
     elif mode == "chunk":
         out, state = _chunk.delta_chunked(*args, f["log_alpha"], f["h0"], chunk)
     else:
@@ -121,7 +146,9 @@ def _linear(q: Any, k: Any, v: Any, log_alpha: Any, per_key: bool, chunk_size: A
             return_state: bool, mode: str, check_finite: bool | None) -> Any:
     allowed = ("auto", "chunk", "recurrent") if per_key else _MODES
     chunk = _check_mode(mode, chunk_size, allowed)
-    xp, batch, dtype, f = _prepare(q, k, v, None, log_alpha, h0, check_finite, per_key=per_key)
+    xp, batch, dtype, f, check = _prepare(q, k, v, None, log_alpha, h0, check_finite, per_key=per_key)
+    if check:
+        _check_sequences(f, xp)
     dk, dv = batch.sizes["k"], batch.sizes["v"]
     if mode == "auto":
         if not is_cupy_namespace(xp):

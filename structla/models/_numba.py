@@ -17,24 +17,29 @@ from .._core.jit import kernel, prange
 
 
 @kernel
-def _delta_head(q, k, v, beta, log_alpha, s, out):
-    """One head: 2-D slices, so that the inner loops vectorise (the state ``s`` is Sᵀ)."""
+def _delta_head(q, k, v, beta, log_alpha, s, out, nonfinite):
+    """One head: 2-D slices, so that the inner loops vectorise (the state ``s`` is Sᵀ).
+
+    ``nonfinite`` receives the number of NaN/Inf entries met in q, k, v and β: each entry
+    is counted in a loop that reads it anyway, so ``check_finite`` costs no extra pass.
+    """
     length, dk = q.shape
     dv = v.shape[1]
     sk = np.zeros(dv, dtype=s.dtype)
     sq = np.zeros(dv, dtype=s.dtype)
     u = np.empty(dv, dtype=s.dtype)
     a = np.exp(log_alpha[0])
-    k0 = k[0]
-    q0 = q[0]
     for j in range(dk):
         sj = s[j]
+        kj = a * k[0, j]
+        qj = a * q[0, j]
         for i in range(dv):
-            sk[i] += sj[i] * k0[j]
-            sq[i] += sj[i] * q0[j]
-    for i in range(dv):
-        sk[i] *= a
-        sq[i] *= a
+            sk[i] += sj[i] * kj
+            sq[i] += sj[i] * qj
+    bad_q = 0
+    bad_k = 0
+    bad_v = 0
+    bad_b = 0
     for t in range(length):
         kt = k[t]
         qt = q[t]
@@ -46,9 +51,13 @@ def _delta_head(q, k, v, beta, log_alpha, s, out):
         kq = kt[0] * qt[0]
         for j in range(1, dk):
             kq += kt[j] * qt[j]
-        a_next = np.exp(log_alpha[nxt])
+        for j in range(dk):
+            bad_k += not np.isfinite(kt[j])
+            bad_q += not np.isfinite(qt[j])
         bt = beta[t]
+        bad_b += not np.isfinite(bt)
         for i in range(dv):
+            bad_v += not np.isfinite(vt[i])
             ui = bt * (vt[i] - sk[i])
             u[i] = ui
             ot[i] = sq[i] + ui * kq
@@ -56,30 +65,26 @@ def _delta_head(q, k, v, beta, log_alpha, s, out):
             sq[i] = 0
         # One pass over the state per step: the update of step t also forms S_t k_{t+1}
         # and S_t q_{t+1} for the next step (o_t = S_t q_t follows from the rank-1 update).
-        # Four rows of Sᵀ at a time: the accumulators are loaded and stored once per four rows.
+        # Two rows of Sᵀ at a time: the accumulators are loaded and stored once per two
+        # rows, and the six broadcast coefficients stay in registers (four rows spill
+        # them and measured slower; docs/families/models.md).
         j = 0
-        while j + 4 <= dk:
+        while j + 2 <= dk:
             s0 = s[j]
             s1 = s[j + 1]
-            s2 = s[j + 2]
-            s3 = s[j + 3]
-            k0, k1, k2, k3 = kt[j], kt[j + 1], kt[j + 2], kt[j + 3]
-            n0, n1, n2, n3 = kn[j], kn[j + 1], kn[j + 2], kn[j + 3]
-            m0, m1, m2, m3 = qn[j], qn[j + 1], qn[j + 2], qn[j + 3]
+            k0, k1 = kt[j], kt[j + 1]
+            n0, n1 = kn[j], kn[j + 1]
+            m0, m1 = qn[j], qn[j + 1]
             for i in range(dv):
                 ui = u[i]
                 x0 = a * s0[i] + ui * k0
                 x1 = a * s1[i] + ui * k1
-                x2 = a * s2[i] + ui * k2
-                x3 = a * s3[i] + ui * k3
                 s0[i] = x0
                 s1[i] = x1
-                s2[i] = x2
-                s3[i] = x3
-                sk[i] += x0 * n0 + x1 * n1 + x2 * n2 + x3 * n3
-                sq[i] += x0 * m0 + x1 * m1 + x2 * m2 + x3 * m3
-            j += 4
-        while j < dk:
+                sk[i] += x0 * n0 + x1 * n1
+                sq[i] += x0 * m0 + x1 * m1
+            j += 2
+        if j < dk:
             sj = s[j]
             kj = kt[j]
             knj = kn[j]
@@ -89,26 +94,40 @@ def _delta_head(q, k, v, beta, log_alpha, s, out):
                 sj[i] = x
                 sk[i] += x * knj
                 sq[i] += x * qnj
-            j += 1
+        a = np.exp(log_alpha[nxt])
         for i in range(dv):
-            sk[i] *= a_next
-            sq[i] *= a_next
-        a = a_next
+            sk[i] *= a
+            sq[i] *= a
+    nonfinite[0] = bad_q
+    nonfinite[1] = bad_k
+    nonfinite[2] = bad_v
+    nonfinite[3] = bad_b
 
 
 @kernel(parallel=True)
-def _delta_steps(q, k, v, beta, log_alpha, st, out):
+def _delta_steps(q, k, v, beta, log_alpha, st, out, nonfinite):
     for b in prange(q.shape[0]):
-        _delta_head(q[b], k[b], v[b], beta[b], log_alpha[b], st[b], out[b])
+        _delta_head(q[b], k[b], v[b], beta[b], log_alpha[b], st[b], out[b], nonfinite[b])
+
+
+def delta_rule_recurrent_counted(q, k, v, beta, log_alpha, h0):
+    """Gated DeltaNet step by step (see ``_reference.delta_rule_recurrent``), fused, and the
+    numbers of NaN/Inf entries of q, k, v and β (``_reference.delta_rule_recurrent_counted``)."""
+    st = np.ascontiguousarray(np.swapaxes(h0, 1, 2), dtype=q.dtype).copy()
+    if not (v.size and q.shape[2]):
+        counts = [int(np.count_nonzero(~np.isfinite(x))) for x in (q, k, v, beta)]
+        return np.zeros(v.shape, dtype=v.dtype), h0.copy(), counts
+    # Every step writes its whole output row, so the output needs no zero fill.
+    out = np.empty(v.shape, dtype=v.dtype)
+    nonfinite = np.zeros((q.shape[0], 4), dtype=np.int64)
+    _delta_steps(q, k, v, beta, log_alpha, st, out, nonfinite)
+    return out, np.ascontiguousarray(np.swapaxes(st, 1, 2)), [int(c) for c in nonfinite.sum(axis=0)]
 
 
 def delta_rule_recurrent(q, k, v, beta, log_alpha, h0):
     """Gated DeltaNet step by step (see ``_reference.delta_rule_recurrent``), fused."""
-    st = np.ascontiguousarray(np.swapaxes(h0, 1, 2), dtype=q.dtype).copy()
-    out = np.zeros(v.shape, dtype=v.dtype)
-    if out.size and q.shape[2]:
-        _delta_steps(q, k, v, beta, log_alpha, st, out)
-    return out, np.ascontiguousarray(np.swapaxes(st, 1, 2))
+    out, state, _ = delta_rule_recurrent_counted(q, k, v, beta, log_alpha, h0)
+    return out, state
 
 
 @kernel

@@ -33,6 +33,15 @@ def delta_rule_recurrent(q: Any, k: Any, v: Any, beta: Any, log_alpha: Any, h0: 
     return out, s
 
 
+def delta_rule_recurrent_counted(q: Any, k: Any, v: Any, beta: Any, log_alpha: Any,
+                                 h0: Any) -> tuple[Any, Any, list[int]]:
+    """:func:`delta_rule_recurrent` and the numbers of NaN/Inf entries of q, k, v and β (the
+    fused CPU kernel counts them while it reads the inputs, for ``check_finite``)."""
+    xp = array_namespace(q=q, k=k, v=v, beta=beta, log_alpha=log_alpha, h0=h0)
+    out, state = delta_rule_recurrent(q, k, v, beta, log_alpha, h0)
+    return out, state, [int(xp.count_nonzero(~xp.isfinite(x))) for x in (q, k, v, beta)]
+
+
 def linear_attention_recurrent(q: Any, k: Any, v: Any, log_alpha: Any, h0: Any) -> tuple[Any, Any]:
     """Linear attention with decay one step at a time: ``S_t = S_{t−1} diag(α_t) + v_t k_tᵀ``.
 
