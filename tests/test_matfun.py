@@ -753,6 +753,45 @@ def test_gpu_float16_product_with_float32_output(cp):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_gpu_batched_product_with_transpose_flags(cp, dtype):
+    from structla.matfun import _cupy
+
+    rng = np.random.default_rng(36)
+    A = cp.asarray(rng.standard_normal((5, 24, 40)), dtype=dtype)
+    B = cp.asarray(rng.standard_normal((5, 40, 17)), dtype=dtype)
+    tol = {"float16": 2e-2, "float32": 1e-4, "float64": 1e-12}[dtype]
+    for left, right in [(A, B), (A, A.swapaxes(1, 2)), (B.swapaxes(1, 2).copy(), A.swapaxes(1, 2))]:
+        out = _cupy.matmul(left, right)
+        expected = left.astype(np.float64) @ right.astype(np.float64)
+        assert out.dtype == left.dtype and out.shape == expected.shape
+        np.testing.assert_allclose(cp.asnumpy(out).astype(np.float64), cp.asnumpy(expected),
+                                   atol=tol * 8, rtol=tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gpu_fused_frobenius_start(cp, dtype):
+    from structla.matfun import _cupy, _reference
+
+    rng = np.random.default_rng(37)
+    M = cp.asarray(rng.standard_normal((4, 20, 30)) * np.array([1e-30, 1.0, 1e30, 0.0])[:, None, None]
+                   if dtype == "float64" else rng.standard_normal((4, 20, 30)) * 1e3, dtype=dtype)
+    for stack in (M, M.swapaxes(1, 2)):
+        for cdt in (np.dtype(dtype), np.dtype(np.float16)):
+            got = _cupy.frobenius_start(stack, cdt)
+            expected = _reference.frobenius_start(stack, cdt)
+            assert got.dtype == cdt and got.shape == stack.shape
+            np.testing.assert_allclose(cp.asnumpy(got).astype(np.float64),
+                                       cp.asnumpy(expected).astype(np.float64),
+                                       atol=4 * eps(cdt), rtol=0)
+    bad = M.copy()
+    bad[1, 2, 3] = cp.nan
+    with pytest.raises(structla.LinAlgError):
+        msign(bad, steps=3, check_finite=False)
+
+
+@pytest.mark.gpu
 def test_gpu_msign_mixed_and_float16_single_matrix(cp):
     M = _log_spectrum(np.random.default_rng(34), 512, 768).astype(np.float32)
     X, info = msign(cp.asarray(M), tol=1e-3, compute_dtype="mixed", return_info=True)

@@ -223,7 +223,8 @@ def _gram_start(X: Any, xp: ModuleType) -> tuple[Any, tuple[Any, Any], float]:
 
 
 def _msign_standard(X: Any, table: np.ndarray, xp: ModuleType, combine: Any = poly_matrix,
-                    first: tuple[Any, Any] | None = None, **run: Any) -> tuple[Any, Outcome]:
+                    first: tuple[Any, Any] | None = None, mm: Any = _mm,
+                    **run: Any) -> tuple[Any, Outcome]:
     eye = _eye_like(X.shape[-2], X.dtype, xp)
     state = {"X": X, "first": first}
 
@@ -232,12 +233,12 @@ def _msign_standard(X: Any, table: np.ndarray, xp: ModuleType, combine: Any = po
         if state["first"] is not None:
             (Y, Y2), state["first"] = state["first"], None
         else:
-            Y = _mm(X, X.conj().swapaxes(-1, -2))
-            Y2 = _mm(Y, Y) if (row[2] != 0 or measure) else None
+            Y = mm(X, X.conj().swapaxes(-1, -2))
+            Y2 = mm(Y, Y) if (row[2] != 0 or measure) else None
         defect = _frobenius(Y2 - Y, xp) if measure else None
 
         def apply():
-            state["X"] = _mm(combine(row, Y, Y2, eye), X)
+            state["X"] = mm(combine(row, Y, Y2, eye), X)
 
         if defect is None:
             apply()
@@ -288,7 +289,8 @@ _MIXED_HANDOVER = 0.05
 
 def msign(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: bool,
           method: str, check_every: int, restart: int = 3, low: np.dtype | None = None,
-          combine: Any = poly_matrix, product16: Any = None) -> tuple[Any, Outcome]:
+          combine: Any = poly_matrix, product16: Any = None, mm: Any = _mm,
+          start: Any = None) -> tuple[Any, Outcome]:
     """Polar factor of each ``(n, m)`` matrix of the stack ``M`` by an odd-polynomial iteration.
 
     Works on the side with the smaller Gram matrix (``Mᴴ`` when ``n > m``). The start
@@ -303,12 +305,14 @@ def msign(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: boo
     (the standard method in both phases). ``combine(row, Y, Y2, eye)`` forms
     ``aI + bY + cY²`` (a fused kernel on CuPy); ``product16(a, b)`` multiplies float16
     stacks with float32 accumulation and output (default :func:`product_float32`; one
-    cuBLAS call on CuPy).
+    cuBLAS call on CuPy); ``mm`` is the product of the standard method's steps (on
+    CuPy one strided-batched GEMM with transpose flags for stacks); ``start(M, cdt)``
+    forms ``X₀`` (default :func:`frobenius_start`; three fused kernels on CuPy).
     """
     product16 = product16 or product_float32
     tall = M.shape[-2] > M.shape[-1]
-    X = _scaled(M.conj().swapaxes(-1, -2) if tall else M, cdt, xp := _xp(M))
-    X = _safe_divide(X, _frobenius(X, xp), xp)
+    X = (start or frobenius_start)(M.conj().swapaxes(-1, -2) if tall else M, cdt)
+    xp = _xp(M)
     # singular values below rcond·‖M‖_F may stay unconverged (see _run)
     run = {"tol": tol, "adaptive": adaptive, "check_every": check_every,
            "slope": _MSIGN_SLOPE, "rcond": _rcond(low if low is not None else cdt)}
@@ -322,8 +326,16 @@ def msign(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: boo
         if method == "gram":
             X, outcome = _msign_gram(X, table, xp, restart, combine, first, **run)
         else:
-            X, outcome = _msign_standard(X, table, xp, combine, first, **run)
+            X, outcome = _msign_standard(X, table, xp, combine, first, mm, **run)
     return (X.conj().swapaxes(-1, -2) if tall else X), outcome
+
+
+def frobenius_start(M: Any, cdt: np.dtype) -> Any:
+    """``M / ‖M‖_F`` per matrix in ``cdt`` (zeros stay zeros), after an exact power-of-two
+    scaling that keeps the squares from overflowing or underflowing."""
+    xp = _xp(M)
+    X = _scaled(M, cdt, xp)
+    return _safe_divide(X, _frobenius(X, xp), xp)
 
 
 def _rcond(dtype: np.dtype) -> float:
