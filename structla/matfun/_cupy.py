@@ -144,10 +144,12 @@ def frobenius_start(M: Any, cdt: np.dtype) -> Any:
     """``M / ‖M‖_F`` per matrix in ``cdt`` in three kernels (the reference takes ≈ 17
     operations, which dominate a launch-bound stack of small matrices).
 
-    Real float32/float64 stacks of more than one matrix; anything else takes the
-    reference.
+    Real float32/float64 stacks of more than one matrix (float16 results from float32
+    input only); anything else takes the reference.
     """
-    if M.shape[0] == 1 or M.dtype not in (np.float32, np.float64) or np.dtype(cdt).kind == "c":
+    cdt = np.dtype(cdt)
+    if (M.shape[0] == 1 or M.dtype not in (np.float32, np.float64) or cdt.kind != "f"
+            or (cdt == np.float16 and M.dtype != np.float32)):
         return _reference.frobenius_start(M, cdt)
     largest, squares, scale = _start_kernels()
     top = largest(M, axis=(1, 2))[:, None, None]
