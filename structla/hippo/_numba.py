@@ -125,16 +125,44 @@ NODE_BLOCK = 128
 MAX_FUSED_RANK = 2
 
 
+@kernel
+def _cauchy_value(s1, s2, s3, s4, t, conj_pairs):  # pragma: no cover - compiled
+    """One Cauchy sum from ``s1..s4 = (c1·er, c1·ei, c2·er, c2·ei)`` (see ``_dplr_coefficients``);
+    with conj_pairs still to be multiplied by the node's σ²."""
+    if conj_pairs:
+        return complex(-s1 - t * s4, t * s3 - s2)
+    return complex(s1 - s4, s2 + s3)
+
+
+@kernel
+def _woodbury(ks, j, scale, rank):  # pragma: no cover - compiled
+    """``k₀₀ − k₀₁(I + k₁₁)⁻¹k₁₀`` with the sums ``k_uv = scale·ks[j, u(r+1) + v]``, rank ≤ 2
+    (Cramer's rule)."""
+    k00 = scale * ks[j, 0]
+    if rank == 0:
+        return k00
+    if rank == 1:
+        return k00 - (scale * ks[j, 1]) * (scale * ks[j, 2]) / (1.0 + scale * ks[j, 3])
+    k01, k02, k10, k20 = (scale * ks[j, 1], scale * ks[j, 2], scale * ks[j, 3],
+                          scale * ks[j, 6])
+    m00, m01 = 1.0 + scale * ks[j, 4], scale * ks[j, 5]
+    m10, m11 = scale * ks[j, 7], 1.0 + scale * ks[j, 8]
+    det = m00 * m11 - m01 * m10
+    x0 = (m11 * k10 - m01 * k20) / det
+    x1 = (m00 * k20 - m10 * k10) / det
+    return k00 - k01 * x0 - k02 * x1
+
+
 @kernel(parallel=True)
 def _dplr_spectrum(pole_re, pole_im, c1, c2, tangent, scale, skip, conj_pairs,
                    out):  # pragma: no cover - compiled
     """``out[c, l] = (1 + iτ_l)·[k₀₀ − k₀₁(I + k₁₁)⁻¹k₁₀]`` at ``g = iτ_l·scale[c]`` (MATH B2).
 
-    One pass per node over the stored poles builds ``1/(g − λ)`` (or, with conj_pairs, the
-    pair's common denominator ``1/((g − λ)(g − λ̄))``, one division for two poles); then each
-    of the ``(r+1)²`` Cauchy sums is four real dot products with the coefficients ``c1, c2``
-    (structure of arrays: contiguous, vectorised). Node ``skip`` (the Nyquist node) is left
-    to the caller.
+    Work items are (channel, block of NODE_BLOCK nodes). Nodes go two at a time: one
+    vectorised pass over the stored poles builds the reciprocals of both (one division per
+    conjugate pair), then each of the ``(r+1)²`` Cauchy sums is eight real dot products with
+    the coefficients ``c1, c2`` (structure of arrays; each coefficient load serves both nodes).
+    Node ``skip`` (the Nyquist node) is left to the caller.
     """
     count, sums, M = c1.shape
     rank = 1 if sums == 4 else (2 if sums == 9 else 0)
@@ -143,61 +171,65 @@ def _dplr_spectrum(pole_re, pole_im, c1, c2, tangent, scale, skip, conj_pairs,
     for job in prange(count * blocks):
         c = job // blocks
         start = (job % blocks) * NODE_BLOCK
-        er = np.empty(M)
-        ei = np.empty(M)
-        ks = np.empty(sums, dtype=np.complex128)
-        for l in range(start, min(nodes, start + NODE_BLOCK)):
-            if l == skip:
-                continue
-            tau = tangent[l]
-            t = tau * scale[c]
-            # With conj_pairs the denominator grows like t²: scaling it by σ² keeps it finite.
-            sigma = 1.0 / max(1.0, abs(t))
-            if conj_pairs:
-                ts = t * sigma
-                tss = ts * sigma
-                for i in range(M):
-                    d1 = ts - pole_im[c, i] * sigma
-                    d2 = ts + pole_im[c, i] * sigma
-                    rs = pole_re[c, i] * sigma
-                    dr = rs * rs - d1 * d2
-                    di = 2.0 * pole_re[c, i] * tss
-                    w = 1.0 / (dr * dr + di * di)
-                    er[i] = dr * w
-                    ei[i] = di * w
-            else:
-                for i in range(M):
-                    dr = -pole_re[c, i]
-                    di = t - pole_im[c, i]
-                    w = 1.0 / (dr * dr + di * di)
-                    er[i] = dr * w
-                    ei[i] = -di * w
-            for k in range(sums):
-                s1 = 0.0
-                s2 = 0.0
-                s3 = 0.0
-                s4 = 0.0
-                for i in range(M):
-                    s1 += c1[c, k, i] * er[i]
-                    s2 += c1[c, k, i] * ei[i]
-                    s3 += c2[c, k, i] * er[i]
-                    s4 += c2[c, k, i] * ei[i]
+        stop = min(nodes, start + NODE_BLOCK)
+        er = np.empty((2, M))
+        ei = np.empty((2, M))
+        ks = np.empty((2, sums), dtype=np.complex128)
+        rescale = np.empty(2)
+        for first in range(start, stop, 2):
+            # An odd block end evaluates its last node twice (the copy is not stored).
+            second = min(first + 1, stop - 1)
+            t0 = tangent[first] * scale[c]
+            t1 = tangent[second] * scale[c]
+            for j in range(2):
+                # er + i·ei = 1/(g − λ_i), or with conj_pairs σ²/((g − λ_i)(g − λ̄_i)) at g = it:
+                # the pair's denominator λr² − (t − λi)(t + λi) − 2iλr·t, in factored form (no
+                # cancellation near t = λi), grows like t², so it is scaled by σ² = 1/max(1, |t|)²
+                # (undone in _woodbury). Written inline: a helper call stops vectorisation.
+                t = t0 if j == 0 else t1
+                lr, li, x, y = pole_re[c], pole_im[c], er[j], ei[j]
+                sigma = 1.0 / max(1.0, abs(t)) if conj_pairs else 1.0
+                rescale[j] = sigma * sigma
                 if conj_pairs:
-                    ks[k] = sigma * sigma * complex(-s1 - t * s4, t * s3 - s2)
+                    ts = t * sigma
+                    tss = ts * sigma
+                    for i in range(M):
+                        d1 = ts - li[i] * sigma
+                        d2 = ts + li[i] * sigma
+                        rs = lr[i] * sigma
+                        dr = rs * rs - d1 * d2
+                        di = 2.0 * lr[i] * tss
+                        w = 1.0 / (dr * dr + di * di)
+                        x[i] = dr * w
+                        y[i] = di * w
                 else:
-                    ks[k] = complex(s1 - s4, s2 + s3)
-            if rank == 0:
-                resolvent = ks[0]
-            elif rank == 1:
-                resolvent = ks[0] - ks[1] * ks[2] / (1.0 + ks[3])
-            else:
-                # (I + k₁₁)x = k₁₀ by Cramer's rule, then k₀₀ − k₀₁x.
-                m00, m01, m10, m11 = 1.0 + ks[4], ks[5], ks[7], 1.0 + ks[8]
-                det = m00 * m11 - m01 * m10
-                x0 = (m11 * ks[3] - m01 * ks[6]) / det
-                x1 = (m00 * ks[6] - m10 * ks[3]) / det
-                resolvent = ks[0] - ks[1] * x0 - ks[2] * x1
-            out[c, l] = complex(1.0, tau) * resolvent
+                    for i in range(M):
+                        dr = -lr[i]
+                        di = t - li[i]
+                        w = 1.0 / (dr * dr + di * di)
+                        x[i] = dr * w
+                        y[i] = -di * w
+            x0, y0, x1, y1 = er[0], ei[0], er[1], ei[1]
+            for k in range(sums):
+                a = c1[c, k]
+                b = c2[c, k]
+                p1 = p2 = p3 = p4 = 0.0
+                q1 = q2 = q3 = q4 = 0.0
+                for i in range(M):
+                    p1 += a[i] * x0[i]
+                    p2 += a[i] * y0[i]
+                    p3 += b[i] * x0[i]
+                    p4 += b[i] * y0[i]
+                    q1 += a[i] * x1[i]
+                    q2 += a[i] * y1[i]
+                    q3 += b[i] * x1[i]
+                    q4 += b[i] * y1[i]
+                ks[0, k] = _cauchy_value(p1, p2, p3, p4, t0, conj_pairs)
+                ks[1, k] = _cauchy_value(q1, q2, q3, q4, t1, conj_pairs)
+            for j in range(min(2, stop - first)):
+                l = first + j
+                if l != skip:
+                    out[c, l] = complex(1.0, tangent[l]) * _woodbury(ks, j, rescale[j], rank)
 
 
 def _node_tangents(length: int, nodes: int) -> np.ndarray:
