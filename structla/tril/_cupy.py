@@ -98,7 +98,7 @@ def _state_scan(m_steps, v_steps):
     if zs.size == 0:
         return zs
     item = v_steps.dtype.itemsize
-    slab = 32 if v_steps.dtype == np.float32 else 8  # scan_slab<T>::width of tril.cu
+    slab = 16 if v_steps.dtype == np.float32 else 8  # scan_slab<T>::width of tril.cu
     shared = d * (_SCAN_TILE + slab + 1) * item
     if d <= 128 and shared <= _SHARED_LIMIT:
         kernel = get_kernel("tril", "tril.cu", "tril_state_scan_tiled", v_steps.dtype)

@@ -379,12 +379,19 @@ __global__ void tril_state_scan(long long nseq, int nc, int d, int m, int tile,
 // block per (sequence, 32 columns of Z); thread (rg, cg) holds rows rg + 32a (a < 4) and
 // columns 4cg … 4cg + 3 of the state. Per chunk: Z_{I+1} = M_I Z_I + V_I with M_I staged in
 // shared memory a slab of columns at a time and Z_I in shared memory, so that each step of
-// the product reads one row of 4 state entries and 4 entries of M for 16 multiply-adds.
+// the product reads one row of 4 state entries and 4 entries of M for 16 multiply-adds; each
+// slab is fetched into registers while the previous one is in use.
 template <typename T> struct scan_slab { static constexpr int width = 8; };
-template <> struct scan_slab<float> { static constexpr int width = 32; };
+template <> struct scan_slab<float> { static constexpr int width = 16; };
 constexpr int SCAN_THREADS = 256;
 constexpr int SCAN_TILE = 32;
 constexpr int SCAN_ROWS = 4;  // rows per thread: d ≤ 32·SCAN_ROWS
+
+// Declared with its launch bounds (≤ 128 registers: two blocks per SM, so that 64 sequences ×
+// 4 column tiles are all resident at once on an H100).
+template <class T>
+__global__ void __launch_bounds__(256, 2) tril_state_scan_tiled(
+    long long, int, int, int, const T* __restrict__, const T* __restrict__, T* __restrict__);
 
 template <typename T>
 __global__ void tril_state_scan_tiled(long long nseq, int nc, int d, int m,
@@ -405,6 +412,18 @@ __global__ void tril_state_scan_tiled(long long nseq, int nc, int d, int m,
 #pragma unroll
         for (int u = 0; u < 4; ++u) z[a][u] = T(0);
     for (int idx = tid; idx < d * SCAN_TILE; idx += SCAN_THREADS) Z[idx] = T(0);
+    // This thread's share of the next slab of M, loaded one slab ahead of its use.
+    constexpr int PRE = 32 * SCAN_ROWS * SL / SCAN_THREADS;
+    T next[PRE];
+    auto fetch = [&](const T* Mc, int l0) {
+#pragma unroll
+        for (int e = 0; e < PRE; ++e) {
+            const int idx = tid + e * SCAN_THREADS;
+            const int row = idx / SL, col = idx % SL;
+            next[e] = idx < d * SL && l0 + col < d ? Mc[(long long)row * d + l0 + col] : T(0);
+        }
+    };
+    fetch(M + s * nc * d * d, 0);
     for (int I = 0; I < nc; ++I) {
         const long long chunk = s * nc + I;
         const T* MI = M + chunk * d * d;
@@ -424,11 +443,18 @@ __global__ void tril_state_scan_tiled(long long nseq, int nc, int d, int m,
         }
         for (int l0 = 0; l0 < d; l0 += SL) {
             __syncthreads();  // the previous slab consumed (and, at l0 = 0, Z written)
-            for (int idx = tid; idx < d * SL; idx += SCAN_THREADS) {
-                const int row = idx / SL, col = idx % SL;
-                Ms[row * SS + col] = l0 + col < d ? MI[(long long)row * d + l0 + col] : T(0);
+#pragma unroll
+            for (int e = 0; e < PRE; ++e) {
+                const int idx = tid + e * SCAN_THREADS;
+                if (idx < d * SL) Ms[(idx / SL) * SS + idx % SL] = next[e];
             }
             __syncthreads();
+            // fetch the following slab (of this chunk or the next) while this one is used
+            if (l0 + SL < d) {
+                fetch(MI, l0 + SL);
+            } else if (I + 1 < nc) {
+                fetch(MI + (long long)d * d, 0);
+            }
             const int width = min(SL, d - l0);
             for (int l = 0; l < width; ++l) {
                 T zl[4];
