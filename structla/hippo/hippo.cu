@@ -115,7 +115,7 @@ __device__ void dplr_spectrum_rank(const sl::complex<T>* __restrict__ Lambda,
                         const T d1 = fma(-li, s, ts), d2 = fma(li, s, ts), rs = lr * s;
                         const T dr = fma(rs, rs, -d1 * d2);
                         const T di = T(2) * lr * (ts * s);
-                        const T w = reciprocal(fma(dr, dr, di * di)) * (s * s);
+                        const T w = reciprocal(fma(dr, dr, di * di));  // σ² applied at the end
                         const T er = dr * w, ei = di * w;
                         x1 = -er;
                         x2 = -t[q] * ei;
@@ -154,9 +154,10 @@ __device__ void dplr_spectrum_rank(const sl::complex<T>* __restrict__ Lambda,
                 }
                 value = sum * (step / T(2));
             } else {
+                const T scale = conj_pairs ? sigma[q] * sigma[q] : T(1);
                 C k[S];
 #pragma unroll
-                for (int j = 0; j < S; ++j) k[j] = C(ar[q][j], ai[q][j]);
+                for (int j = 0; j < S; ++j) k[j] = C(ar[q][j] * scale, ai[q][j] * scale);
                 C resolvent;
                 if (RANK == 0) {
                     resolvent = k[0];
