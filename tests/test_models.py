@@ -313,6 +313,28 @@ def test_bad_input_is_named():
         gated_linear_attention(q, k, v, np.zeros(beta.shape))
 
 
+
+@pytest.mark.parametrize("mode", ("recurrent", "chunk", "auto"))
+@pytest.mark.parametrize("position", ((0, 0, 0), (1, 9, 2)))
+def test_nonfinite_sequences_are_named_in_every_mode(mode, position):
+    """The fused CPU recurrence counts NaN/Inf while it reads q, k, v, β (no separate pass):
+    each argument is still named, at the first and the last step, in every mode."""
+    rng = np.random.default_rng(4)
+    args, _ = _problem(rng, "delta", length=10)
+    for index, name in enumerate(("q", "k", "v", "beta")):
+        for value in (np.nan, np.inf, -np.inf):
+            bad = [a.copy() for a in args]
+            bad[index][position[:bad[index].ndim]] = value
+            with pytest.raises(ValueError, match=f"'{name}'"):
+                delta_rule(*bad, mode=mode, chunk_size=4)
+    # the counts of both implementations of the counted recurrence agree
+    q, k, v, beta = (np.ascontiguousarray(a.reshape(-1, *a.shape[1:])) for a in args)
+    v[1, 2, 0] = np.inf
+    q[0, 5, 1] = np.nan
+    gates, h0 = np.zeros(beta.shape), np.zeros((2, v.shape[-1], q.shape[-1]))
+    for impl in (fused, ref):
+        assert list(impl.delta_rule_recurrent_counted(q, k, v, beta, gates, h0)[2]) == [1, 0, 1, 0]
+
 # ---- Must show 3: S4 / S4D convolution == recurrence; Mamba parallel == decoding
 
 

@@ -66,8 +66,8 @@ def _delta_head(q, k, v, beta, log_alpha, s, out, nonfinite):
         # One pass over the state per step: the update of step t also forms S_t k_{t+1}
         # and S_t q_{t+1} for the next step (o_t = S_t q_t follows from the rank-1 update).
         # Two rows of Sᵀ at a time: the accumulators are loaded and stored once per two
-        # rows, and the six broadcast coefficients stay in registers (four rows spill
-        # them and measured slower; docs/families/models.md).
+        # rows and the six broadcast coefficients stay in registers (four or eight rows
+        # spill theirs; measured 1.0-1.2x slower, docs/families/models.md).
         j = 0
         while j + 2 <= dk:
             s0 = s[j]
