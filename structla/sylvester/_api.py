@@ -109,20 +109,21 @@ def solve_sylvester(A: Any, B: Any, C: Any, *, method: str = "auto",
     and with both in the left half-plane the signs flip and the block is ``−2X``. The
     Newton iteration ``Z ← (μZ + (μZ)⁻¹)/2`` on this block matrix is carried out
     block by block, ``A ← (μA + A⁻¹/μ)/2``, ``B ← (μB + B⁻¹/μ)/2``,
-    ``C ← (μC + A⁻¹CB⁻¹/μ)/2``, with one Frobenius-norm scaling μ for the whole block
-    (switched off near convergence). Every iterate satisfies ``A_k X + X B_k = C_k``.
-    Once the relative update is below 10⁻² (CPU) or 0.1 (GPU) the inverses stop:
-    single matrices and the GPU continue with the inverse-free Newton–Schulz steps
+    ``C ← (μC + A⁻¹CB⁻¹/μ)/2``, with one scaling μ for the whole block,
+    ``(‖D⁻¹‖₁‖D⁻¹‖∞/‖D‖₁‖D‖∞)^¼`` for ``D = diag(A_k, B_k)`` (switched off near
+    convergence). Every iterate satisfies ``A_k X + X B_k = C_k``. Once the relative
+    update is below 10⁻² (CPU) or 0.1 (GPU, CPU stacks) the inverses stop: single
+    matrices and the GPU continue with the inverse-free Newton–Schulz steps
     ``Z ← Z(3I − Z²)/2``, stopped on the measured residual ``‖Z² − I‖`` (the final step
     is needed only for C); stacks of small matrices on the CPU (at least 8 problems,
     ``max(n, m) ≤ 160``) instead solve ``A_k X + X B_k = C_k`` directly with
     ``A_k = s(I + F_a)``, ``B_k = s(I + F_b)`` by the sweeps
-    ``X ← (sC_k − F_a X − X F_b)/2`` (two products each, about four digits per sweep).
+    ``X ← (sC_k − F_a X − X F_b)/2`` (two products each, 3–5 digits per sweep).
     Newton itself stops when its update is small enough that the next error, its
     square, is below ``tol``. The traces of the converged sign blocks must be ±n and
     ±m with one sign: that is how ``"auto"`` detects that the method applies. Cost per
     Newton step ``≈ 2n³ + 2m³ + 2nm(n + m)`` flops (two inverses, two products),
-    typically 4 Newton steps and 2–3 further steps or sweeps; Lyapunov needs one
+    typically 3–4 Newton steps and 2–4 further steps or sweeps; Lyapunov needs one
     inverse per step. ``"schur"`` costs about ``25(n³ + m³)`` flops for the two real
     Schur forms plus ``nm(n + m)`` for ``trsyl``.
 
