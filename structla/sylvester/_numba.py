@@ -331,18 +331,20 @@ def _run_stack(*args: Any, count: int) -> None:
     """``_sign_stack`` over ``count`` problems, in contiguous chunks on all cores.
 
     The kernel releases the GIL (``nogil``), so plain threads run the chunks in
-    parallel; this avoids compiling a Numba parallel region per dtype, which costs far
-    more than the kernel itself for a loop whose iterations are whole solves.
+    parallel, the calling thread taking the first; this avoids compiling a Numba
+    parallel region per dtype, which costs far more than the kernel itself for a loop
+    whose iterations are whole solves.
     """
     workers = min(os.cpu_count() or 1, count)
     bounds = np.linspace(0, count, workers + 1).astype(int)
+    chunks = [(int(lo), int(hi)) for lo, hi in pairwise(bounds)]
     head, tail = args[:7], args[7:]
     if workers == 1:
         _sign_stack(*head, 0, count, *tail)
         return
-    with ThreadPoolExecutor(workers) as pool:
-        jobs = [pool.submit(_sign_stack, *head, int(lo), int(hi), *tail)
-                for lo, hi in pairwise(bounds)]
+    with ThreadPoolExecutor(workers - 1) as pool:
+        jobs = [pool.submit(_sign_stack, *head, lo, hi, *tail) for lo, hi in chunks[1:]]
+        _sign_stack(*head, *chunks[0], *tail)
         for job in jobs:
             job.result()
 
