@@ -618,12 +618,15 @@ def ssm_kernel_dplr(Lambda: Any, P: Any, B: Any, C: Any, dt: Any, length: int, *
     -----
     At ``ω_l = e^{−2πil/L}``, ``K̂(ω) = 2/(1+ω)·[k₀₀ − k₀₁(I + k₁₁)⁻¹k₁₀]`` with the
     Cauchy sums ``k_{uv} = Σ_i u_i v_i/(g(ω) − λ_i)`` (u ∈ {C̃, P̄}, v ∈ {B, P}) at
-    ``g(ω) = (2/Δ)(1−ω)/(1+ω) = (2i/Δ)·tan(πl/L)``, evaluated by :func:`structla.cauchy`.
+    ``g(ω) = (2/Δ)(1−ω)/(1+ω) = (2i/Δ)·tan(πl/L)``; ``2/(1+ω) = 1 + i·tan(πl/L)``.
     The Nyquist node ω = −1 (g = ∞, even L) takes its finite limit ``(Δ/2)·C̃ᵀB``.
-    ``K̄ = IFFT_L(K̂)`` (``irfft`` over L/2 + 1 nodes when the kernel is real). Cost
-    O((r+1)² N L) for the Cauchy sums plus O(L log L); the correction
-    ``C̃ = C − C Āᴸ`` of ``c_tilde=False`` costs O(r N L) more (an L-step structured
-    recurrence on the CPU, dense squaring on the GPU).
+    ``K̄ = IFFT_L(K̂)`` (``irfft`` over L/2 + 1 nodes when the kernel is real). For rank
+    r ≤ 2 one fused kernel (Numba on the CPU, CUDA on the GPU) evaluates all ``(r+1)²``
+    sums, the Woodbury correction and the factor per node in one pass over the poles; with
+    conj_pairs a pair ``(λ, λ̄)`` costs one reciprocal, ``1/((g − λ)(g − λ̄))``. Higher ranks
+    go through :func:`structla.cauchy` and batched solves. Cost O((r+1)² N L) for the sums
+    plus O(L log L); the correction ``C̃ = C − C Āᴸ`` of ``c_tilde=False`` costs O(r N L)
+    more (an L-step structured recurrence on the CPU, dense squaring on the GPU).
 
     Examples
     --------
