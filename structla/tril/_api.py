@@ -304,11 +304,12 @@ def tril_dlr_inv(diag: Any, q: Any, k: Any, *, log_decay: Any = None,
 
     Notes
     -----
-    Block recursion on leading principal blocks ``[[A, 0], [C, B]]⁻¹ = [[A⁻¹, 0], [−B⁻¹CA⁻¹,
-    B⁻¹]]`` with the cached ``Z = Kᵀ Y`` (d×n): for a chunk I = [s, e),
-    ``Y_{I,:s} = −(Y_II diag(a) Q_I) Z_{:, :s}`` and Z moves on by a d×d product, so the
-    work is ``d·n²`` flops plus the small diagonal blocks (row recursion). Θ(n²·d), not
-    O(n²) independently of d. Small n use the row recursion, parallel over the batch.
+    Block recursion ``[[A, 0], [C, B]]⁻¹ = [[A⁻¹, 0], [−B⁻¹CA⁻¹,
+    B⁻¹]]`` with C = T_BA of rank d: ``Y_BA = −(Y_BB diag(a) Q_B)((diag(b) K_A)ᵀ Y_AA)``.
+    On the CPU it is applied bottom-up to neighbouring blocks (a merge tree over leaves of 64
+    rows from the row recursion), each block carrying its two d-column factors and a d×d
+    transition, so the work is ``d·n²`` flops in BLAS products plus O(n·d²) per tree level.
+    Θ(n²·d), not O(n²) independently of d. Small n use the row recursion, parallel over the batch.
     ``T⁻¹`` is quasiseparable of order d but in general *not* again diagonal + low-rank
     (MATH A6); prefer :func:`tril_dlr_solve` when only ``T⁻¹ B`` is needed.
 
