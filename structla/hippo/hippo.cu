@@ -65,7 +65,8 @@ __device__ void dplr_spectrum_rank(const sl::complex<T>* __restrict__ Lambda,
             const bool regular = l < nodes && 2 * l != length;
             tau[q] = regular ? node_tangent<T>(l, length) : T(0);
             t[q] = T(2) * tau[q] / step;
-            sigma[q] = T(1) / fmax(T(1), fabs(t[q]));
+            const T magnitude = t[q] < T(0) ? -t[q] : t[q];
+            sigma[q] = T(1) / (magnitude > T(1) ? magnitude : T(1));
 #pragma unroll
             for (int k = 0; k < S; ++k) {
                 ar[q][k] = 0;
