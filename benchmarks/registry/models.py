@@ -2,13 +2,17 @@
 
 ``python -m benchmarks.registry.models [--quick]`` (GPU machine) prints the GPU cases with
 the error of ours (float32, float16 inputs) and of fla (bf16) against a float64 reference
-beside the times.
+beside the times. ``python -m benchmarks.registry.models --cpu [ROUNDS]`` times the CPU goal
+case (B·H = 8, T = 4096, d = 64, float32) alternately with the NumPy loop in one process:
+wall-clock min and median and CPU time of each (default 7 rounds).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import statistics
 import sys
+import time
 
 import numpy as np
 
@@ -150,5 +154,33 @@ def _gpu_report(quick: bool) -> None:
             sys.stdout.write("  fla not installed: peer skipped\n")
 
 
+def _cpu_alternate(rounds: int) -> None:
+    """Ours and the NumPy loop, one call each per round (same load for both)."""
+    inputs = _delta_inputs({"H": 8, "T": 4096, "d": 64}, np, "float32")
+    runs = {"structla delta_rule": lambda: delta_rule(*inputs),
+            "recurrent NumPy loop": lambda: numpy_recurrence(*inputs)}
+    wall: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    for fn in runs.values():
+        fn()  # compilation / cache load and first-touch of the outputs
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            wall[name].append(time.perf_counter() - w0)
+            cpu[name].append(time.process_time() - c0)
+    for name in runs:
+        median = statistics.median(wall[name])
+        sys.stdout.write(f"{name:22s} wall min {min(wall[name]) * 1e3:8.2f} ms  median "
+                         f"{median * 1e3:8.2f} ms  CPU min {min(cpu[name]) * 1e3:8.2f} ms\n")
+    ours, peer = runs
+    sys.stdout.write(f"speed-up: {min(wall[peer]) / min(wall[ours]):.1f}x (min), "
+                     f"{statistics.median(wall[peer]) / statistics.median(wall[ours]):.1f}x (median)\n")
+
+
 if __name__ == "__main__":
-    _gpu_report("--quick" in sys.argv)
+    if "--cpu" in sys.argv:
+        rest = sys.argv[sys.argv.index("--cpu") + 1:]
+        _cpu_alternate(int(rest[0]) if rest else 7)
+    else:
+        _gpu_report("--quick" in sys.argv)
