@@ -282,7 +282,8 @@ def generating_kernel(Lambda: Any, P: Any, B: Any, Ct: Any, dt: Any, length: int
     c1, c2 = _dplr_coefficients(Lambda, P, B, Ct, conj_pairs=conj_pairs)
     spectrum = np.empty((count, nodes), dtype=np.complex128)
     skip = length // 2 if length % 2 == 0 else -1
-    _dplr_spectrum(np.ascontiguousarray(Lambda.real), np.ascontiguousarray(Lambda.imag), c1, c2,
+    # Fresh writable copies: one compiled signature, whatever the caller's flags.
+    _dplr_spectrum(np.array(Lambda.real), np.array(Lambda.imag), c1, c2,
                    _node_tangents(length, nodes), 2 / dt.astype(np.float64), skip,
                    conj_pairs, spectrum)
     if skip >= 0:
