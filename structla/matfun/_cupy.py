@@ -23,19 +23,22 @@ __all__ = ["frobenius_start", "matmul", "msign", "poly_matrix", "product16"]
 
 
 @functools.cache
-def _combine_kernel() -> Any:
+def _combine_kernel(scalar: str) -> Any:
     # H = aI + bY + cY² for real Y, Y2 of a stack of n×n matrices; the scalars and the
-    # arithmetic are in S (float32 for float16/float32, float64 for float64); the flat
-    # index i runs in C order over the contiguous stack (n and i are CuPy's names)
+    # arithmetic are in S = `scalar` (float for float16/float32, double for float64), named
+    # in the signature because CuPy binds no type placeholder from scalar arguments alone;
+    # the flat index i runs in C order over the contiguous stack (n and i are CuPy's names)
+    ctype = {"float32": "float", "float64": "double"}[scalar]
     return cupy.ElementwiseKernel(
-        "T Y, T Y2, S a, S b, S c, int64 side",
+        f"T Y, T Y2, {scalar} a, {scalar} b, {scalar} c, int64 side",
         "T H",
-        """
+        f"""
+        typedef {ctype} S;
         const long long r = i % (side * side);
         const S d = (r / side == r % side) ? a : S(0);
         H = T(S(Y) * b + S(Y2) * c + d);
         """,
-        "structla_matfun_poly_matrix",
+        f"structla_matfun_poly_matrix_{scalar}",
     )
 
 
@@ -47,7 +50,7 @@ def poly_matrix(row: np.ndarray, Y: Any, Y2: Any, eye: Any) -> Any:
     a, b, c = (scalar(v) for v in row)
     if Y2 is None:
         Y2, c = Y, scalar(0)
-    return _combine_kernel()(Y, Y2, a, b, c, np.int64(Y.shape[-1]))
+    return _combine_kernel(np.dtype(scalar).name)(Y, Y2, a, b, c, np.int64(Y.shape[-1]))
 
 
 def product16(a: Any, b: Any) -> Any:
