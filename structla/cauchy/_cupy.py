@@ -15,7 +15,7 @@ from .._core.cuda import get_kernel, launch
 __all__ = ["cauchy", "vandermonde"]
 
 #: Must equal ``NODES_PER_THREAD`` in cauchy.cu: nodes each thread keeps in registers.
-NODES_PER_THREAD = 4
+NODES_PER_THREAD = 8
 THREADS = 128
 #: gridDim.y limit of CUDA; larger batches are covered by the kernels' grid-stride loop over rows.
 MAX_GRID_Y = 65535

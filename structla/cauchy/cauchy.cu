@@ -10,7 +10,7 @@
 #include <structla/complex.cuh>
 
 namespace structla_cauchy {
-constexpr int NODES_PER_THREAD = 4;  // = NODES_PER_THREAD in _cupy.py
+constexpr int NODES_PER_THREAD = 8;  // = NODES_PER_THREAD in _cupy.py
 constexpr int POLE_CHUNK = 256;
 
 // 1/x for a squared modulus x. In single precision an IEEE reciprocal is a multi-instruction
@@ -61,6 +61,8 @@ __global__ void cauchy_kernel(const T* __restrict__ v, const T* __restrict__ w,
     typedef typename sl::real_of<T>::type R;
     typedef reciprocal<R> rcp;
     __shared__ R sh_vr[POLE_CHUNK], sh_vi[POLE_CHUNK], sh_wr[POLE_CHUNK], sh_wi[POLE_CHUNK];
+    // Per-pole parts of the imaginary-axis path: |w|^2, -2 wr and -Re(v conj(w)).
+    __shared__ R sh_modulus2[POLE_CHUNK], sh_minus_2wr[POLE_CHUNK], sh_nr[POLE_CHUNK];
     const long long first = (long long)blockIdx.x * blockDim.x * NODES_PER_THREAD + threadIdx.x;
     for (int row = blockIdx.y; row < count; row += gridDim.y) {
         const T* zrow = z + row * z_row_stride;
@@ -91,16 +93,19 @@ __global__ void cauchy_kernel(const T* __restrict__ v, const T* __restrict__ w,
                 sh_vi[i] = vi.im;
                 sh_wr[i] = wi.re;
                 sh_wi[i] = wi.im;
+                sh_modulus2[i] = wi.re * wi.re + wi.im * wi.im;
+                sh_minus_2wr[i] = -2 * wi.re;
+                sh_nr[i] = -(vi.re * wi.re + vi.im * wi.im);
             }
             __syncthreads();
             if (conj_pairs && imaginary) {
                 // S4's nodes z = i zi: with zr = 0 the pair's denominator is
                 // (|w|^2 - zi^2) - 2i wr zi and its numerator 2[-Re(v conj(w)) + i vr zi], so
-                // the per-pole parts are hoisted and a pair-node costs about a dozen operations.
+                // the per-pole parts are staged once per block and a pair-node costs about a
+                // dozen operations.
                 for (int i = 0; i < m; ++i) {
-                    const R vr = sh_vr[i], vi = sh_vi[i], wr = sh_wr[i], wi = sh_wi[i];
-                    const R modulus2 = wr * wr + wi * wi, minus_2wr = -2 * wr;
-                    const R nr = -(vr * wr + vi * wi);
+                    const R vr = sh_vr[i], modulus2 = sh_modulus2[i], minus_2wr = sh_minus_2wr[i];
+                    const R nr = sh_nr[i];
 #pragma unroll
                     for (int q = 0; q < NODES_PER_THREAD; ++q) {
                         const R er = modulus2 - zi2[q], ei = minus_2wr * zi[q];
