@@ -101,13 +101,17 @@ def get_kernel(family: str, filename: str, name: str, dtype: Any) -> Any:
     """The compiled ``name<T>`` kernel of ``structla/<family>/<filename>`` for ``dtype``.
 
     Compiled with NVRTC on first use per (file, device), then cached for the process
-    (CuPy also caches the binary on disk across processes).
+    (CuPy also caches the binary on disk across processes); the function handle is
+    cached too, since a launch of a short kernel is dominated by host-side work.
     """
     import cupy
 
-    path = PACKAGE_ROOT / family / filename
-    module = _module(path, cupy.cuda.runtime.getDevice())
-    return module.get_function(f"{name}<{cuda_type(dtype)}>")
+    return _function(family, filename, f"{name}<{cuda_type(dtype)}>", cupy.cuda.runtime.getDevice())
+
+
+@functools.cache
+def _function(family: str, filename: str, expression: str, device_id: int) -> Any:
+    return _module(PACKAGE_ROOT / family / filename, device_id).get_function(expression)
 
 
 def launch(kernel: Any, grid: int | tuple[int, ...], block: int | tuple[int, ...],
