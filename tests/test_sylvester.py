@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.linalg
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from oracles import as_host, loop_batch, max_relative_error, sylvester_backward_error
 from strategies import ALL_DTYPES, eps, matrix_with_spectrum, random_array
@@ -170,6 +170,26 @@ def test_large_stack_of_small_problems_uses_the_kernel_and_is_right():
     x, info = solve_sylvester(a, b, c, return_info=True)
     assert info.method == "sign" and info.extra["iterations"].shape == (40,)
     check_against_scipy(a, b, c, x, "float64")
+
+
+@settings(max_examples=12)
+@given(seed=st.integers(0, 2**32 - 1), n=st.sampled_from((1, 3, 9)), m=st.sampled_from((2, 9)),
+       kind=st.sampled_from(sorted(SPECTRA)), dtype=st.sampled_from(["float64", "complex64"]),
+       lyapunov=st.booleans())
+def test_stack_kernel_on_random_spectra(seed, n, m, kind, dtype, lyapunov):
+    """Stacks of 8 (the kernel's smallest) through ``auto``: sign where it applies,
+    Schur for the rest, every X accurate. (The two dtypes whose kernels the tests above
+    compile anyway: each further one costs seconds of Numba compilation in CI.)"""
+    rng = np.random.default_rng(seed)
+    a, b, c = problem(rng, n, m, kind, dtype, batch=(8,))
+    if lyapunov:
+        q = random_array(rng, (8, n, n), dtype)
+        a = np.stack([lyapunov_matrix(rng, n, kind, dtype) for _ in range(8)])
+        x = solve_lyapunov(a, q)
+        assert sylvester_backward_error(a, np.conj(np.swapaxes(a, -1, -2)), q, x) <= bound(dtype, n, n)
+        return
+    x = solve_sylvester(a, b, c)
+    check_against_scipy(a, b, c, x, dtype)
 
 
 @pytest.mark.parametrize("tail_switch,max_sweeps", [(0.0, 12), (1e-2, 1), (0.99, 12)])

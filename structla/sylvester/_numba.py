@@ -82,13 +82,7 @@ def _newton_update(xk, xi, mu):
 
 
 @kernel
-def _ct(x):
-    """Conjugate transpose, contiguous."""
-    return np.ascontiguousarray(x.conj().T)
-
-
-@kernel
-def _fortran_copy(x, factor=1.0):
+def _fortran_copy(x, factor):
     """``factor·x`` in Fortran order: the layout LAPACK works in, so ``np.linalg.inv``
     copies it straight and its result lines up element by element with the matrix."""
     n, m = x.shape
@@ -100,7 +94,7 @@ def _fortran_copy(x, factor=1.0):
 
 
 @kernel
-def _ct_fortran(x, factor=1.0):
+def _ct_fortran(x, factor):
     """``factor·xᴴ`` in Fortran order, the layout ``np.linalg.inv`` returns (one array
     type for both branches that define an inverse)."""
     n, m = x.shape
@@ -145,8 +139,8 @@ def _near_identity_solve(ak, bk, ck, s, x, t, u, tol, max_steps):
     block matrix. Returns (sweeps, converged); X is left in ``x``.
     """
     n, m = ck.shape
-    fa = _fortran_copy(ak)
-    fb = _fortran_copy(bk)
+    fa = _fortran_copy(ak, 1.0)
+    fb = _fortran_copy(bk, 1.0)
     _scale_shift(fa.T, s)
     _scale_shift(fb.T, s)
     for i in range(n):
@@ -193,7 +187,7 @@ def _frobenius_stats(a, b, c, x, t, u, lyap):
     ``_reference.separation_estimate`` compute them."""
     np.dot(a, x, t)
     if lyap:
-        np.dot(x, _ct(a), u)
+        np.dot(x, _ct_fortran(a, 1.0), u)
     else:
         np.dot(x, b, u)
     res = 0.0
@@ -245,7 +239,7 @@ def _sign_one(a, b, c, x, tol, max_iter, lyap, scaling_off, tail_switch, max_swe
     while it < max_iter:
         it += 1
         ai = np.linalg.inv(ak)
-        bi = _ct_fortran(ai) if lyap else np.linalg.inv(bk)
+        bi = _ct_fortran(ai, 1.0) if lyap else np.linalg.inv(bk)
         mu = 1.0
         if delta >= scaling_off:
             # Norm scaling of Z's diagonal blocks by (‖D⁻¹‖₁‖D⁻¹‖∞/‖D‖₁‖D‖∞)^¼, D = diag(A, B):
@@ -262,7 +256,7 @@ def _sign_one(a, b, c, x, tol, max_iter, lyap, scaling_off, tail_switch, max_swe
         _newton_update(ck, u, mu)
         da, sa = _newton_update(ak.T, ai.T, mu)
         if lyap:
-            bk = _ct_fortran(ak)
+            bk = _ct_fortran(ak, 1.0)
             db, sb = da, sa
         else:
             db, sb = _newton_update(bk.T, bi.T, mu)
