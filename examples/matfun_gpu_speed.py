@@ -92,14 +92,18 @@ def main(rounds):
     cases = [
         ("4096x4096 f16 tol=1e-2 vs Muon", (1, 4096, 4096), dict(tol=1e-2, compute_dtype="float16"), "muon"),
         ("1024x4096 f16 tol=1e-2 vs Muon", (1, 1024, 4096), dict(tol=1e-2, compute_dtype="float16"), "muon"),
-        ("8192x8192 f16 tol=1e-2 vs Muon", (1, 8192, 8192), dict(tol=1e-2, compute_dtype="float16"), "muon"),
         ("4096x4096 mixed tol=1e-3 vs svd", (1, 4096, 4096), dict(tol=1e-3, compute_dtype="mixed"), "svd"),
         ("1024x4096 mixed tol=1e-3 vs svd", (1, 1024, 4096), dict(tol=1e-3, compute_dtype="mixed"), "svd"),
         ("4096x4096 f32 tol=1e-3 vs svd", (1, 4096, 4096), dict(tol=1e-3), "svd"),
+        ("8192x8192 f16 tol=1e-2 vs Muon", (1, 8192, 8192), dict(tol=1e-2, compute_dtype="float16"), "muon"),
     ]
     for label, (batch, n, m), options, peer in cases:
         M = spectrum(rng, batch, n, m)
-        t_ours, X = timed(lambda M=M, options=options: structla.msign(M, **options), rounds)
+        try:
+            t_ours, X = timed(lambda M=M, options=options: structla.msign(M, **options), rounds)
+        except structla.LinAlgError as error:
+            print(f"{label:44s} failed: {error}")
+            continue
         _, info = structla.msign(M, return_info=True, **options)
         fn = muon5 if peer == "muon" else torch_svd
         t_peer, Y = timed(lambda M=M, fn=fn: fn(M), rounds if peer == "muon" else 2)

@@ -211,13 +211,20 @@ def _gram_start(X: Any, xp: ModuleType) -> tuple[Any, tuple[Any, Any], float]:
     3–4 fewer steps. Every singular value is multiplied by ``1/c ≥ 1``: a lower bound
     ``r`` for them before becomes ``r / max c`` after.
     """
+    # ‖X‖_F = 1 puts σ₁ in [1/√k, 1], so σ₁⁴ (the scale of Y²) can fall below float16's
+    # smallest normal number (6e-5) and c come out too small, which sends σ₁(X/c) above 1
+    # where the iteration diverges (seen at 8192², float16). An exact power of two
+    # s ≈ k^{1/4} moves σ₁(sX)⁴ into [s⁴/k², s⁴] ⊂ [1.5e-5, 4096] for k ≤ 2¹⁴; sX/c' = X/c.
+    k = min(X.shape[-2:])
+    s = 2.0 ** int(np.floor(np.log2(max(k, 1)) / 4 + 0.25))
+    X = X * X.dtype.type(s)
     Y = _mm(X, X.conj().swapaxes(-1, -2))
     Y2 = _mm(Y, Y)
     c = xp.sqrt(xp.sqrt(_frobenius(Y2, xp)))
     c = xp.where(c > 0, c, xp.ones_like(c))
-    largest = float(c.max())
+    largest = float(c.max()) / s
     c = c[:, None, None]
-    # c ≥ σ₁ ≥ 1/√k: c² stays a normal float16 for k < 2¹⁴, c⁴ need not
+    # c ≥ σ₁(sX) ≥ s/√k: c² stays a normal float16
     c2 = (c * c).astype(Y.dtype)
     return X / c.astype(X.dtype), (Y / c2, Y2 / c2 / c2), largest
 
