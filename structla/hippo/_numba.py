@@ -182,7 +182,7 @@ def _dplr_spectrum(pole_re, pole_im, c1, c2, tangent, scale, skip, conj_pairs,
             t0 = tangent[first] * scale[c]
             t1 = tangent[second] * scale[c]
             for j in range(2):
-                # er + i·ei = 1/(g − λ_i), or with conj_pairs σ²/((g − λ_i)(g − λ̄_i)) at g = it:
+                # er + i·ei = 1/(g − λ_i), or with conj_pairs 1/(σ²(g − λ_i)(g − λ̄_i)) at g = it:
                 # the pair's denominator λr² − (t − λi)(t + λi) − 2iλr·t, in factored form (no
                 # cancellation near t = λi), grows like t², so it is scaled by σ² = 1/max(1, |t|)²
                 # (undone in _woodbury). Written inline: a helper call stops vectorisation.

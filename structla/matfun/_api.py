@@ -260,11 +260,6 @@ def _tolerance(tol: float | None, cdt: np.dtype) -> float:
     return float(tol)
 
 
-#: Rows between convergence checks. Reading the defect is a host synchronisation on the
-#: GPU (tens of µs), but it happens only on rows whose fixed point is within tol of 1 (the
-#: last rows of a table), and checking less often would run up to two surplus steps.
-_CHECK_EVERY = 1
-
 
 def _warn(outcome: Any, adaptive: bool, routine: str, result: Any, xp: ModuleType) -> None:
     """Raise on non-finite results (one host read); warn when ``steps=None`` fell short."""
@@ -299,8 +294,7 @@ def _sign_runner(xp: ModuleType, table: np.ndarray, adaptive: bool, tol: float, 
     def run(X: Any) -> Any:
         n, m = X.shape[-2:]
         chosen = _resolve_method(method, n, m)
-        return impl(X, table, cdt=cdt, tol=tol, adaptive=adaptive, method=chosen,
-                    check_every=_CHECK_EVERY, low=low)
+        return impl(X, table, cdt=cdt, tol=tol, adaptive=adaptive, method=chosen, low=low)
 
     return run
 
@@ -524,7 +518,7 @@ def mcsgn(M: Any, *, steps: int | None = None, coeffs: Any = "polar_express",
         S, outcome = _empty(M3.shape, dtype, xp), Outcome(converged=True)
     else:
         S, outcome = implementation("matfun", "mcsgn", xp)(
-            M3, table, cdt=cdt, tol=tol, adaptive=adaptive, check_every=_CHECK_EVERY)
+            M3, table, cdt=cdt, tol=tol, adaptive=adaptive)
         _warn(outcome, adaptive, "mcsgn", S, xp)
     S = batch.unflatten(S.astype(dtype, copy=False))
     if not return_info:
@@ -696,7 +690,7 @@ def _roots(C: Any, which: str, steps: int | None, coeffs: Any, compute_dtype: An
         outcome = Outcome(converged=True)
     else:
         root, inverse, outcome = implementation("matfun", "coupled_sqrt", xp)(
-            C3, table, cdt=cdt, tol=tol, adaptive=adaptive, check_every=_CHECK_EVERY)
+            C3, table, cdt=cdt, tol=tol, adaptive=adaptive)
         _warn(outcome, adaptive, which, root if which == "sqrtm" else inverse, xp)
     out = root if which == "sqrtm" else inverse
     result = batch.unflatten(out.astype(dtype, copy=False))

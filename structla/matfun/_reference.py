@@ -3,7 +3,7 @@
 Every routine takes stacks ``(count, ...)`` prepared by :mod:`structla.matfun._api`
 and runs on NumPy (BLAS) and CuPy (cuBLAS) alike: the work is matrix products, so
 this module is both the oracle and the fast path on either device. Host
-synchronisation happens only at convergence checks (every ``check_every`` steps).
+synchronisation happens only at convergence checks.
 
 Notation (MATH D2): one step maps every singular value (msign) or eigenvalue
 (mcsgn) by ``p(s) = a s + b s³ + c s⁵``, computed as ``X ← (aI + bY + cY²) X`` with
@@ -131,7 +131,7 @@ def _safe_divide(X: Any, norm: Any, xp: ModuleType) -> Any:
     return X / norm[:, None, None].astype(X.dtype)
 
 
-def _run(step, table: np.ndarray, *, tol: float, adaptive: bool, check_every: int,
+def _run(step, table: np.ndarray, *, tol: float, adaptive: bool,
          slope: float, rcond: float | None = None) -> Outcome:
     """Apply ``step(row, measure)`` for each row of ``table``; stop early when converged.
 
@@ -150,15 +150,17 @@ def _run(step, table: np.ndarray, *, tol: float, adaptive: bool, check_every: in
     out = Outcome()
     with np.errstate(over="ignore", invalid="ignore"):
         # divergence (possible for mcsgn with complex eigenvalues) is reported by the caller
-        _iterate(step, table, tol, adaptive, check_every, slope, rcond, out)
+        _iterate(step, table, tol, adaptive, slope, rcond, out)
     return out
 
 
-def _iterate(step, table, tol, adaptive, check_every, slope, rcond, out) -> None:
+def _iterate(step, table, tol, adaptive, slope, rcond, out) -> None:
     smallest = rcond
     for t, row in enumerate(table):
         fixed_point = abs(float(row[0] + row[1] + row[2]) - 1.0)
-        measure = adaptive and fixed_point <= tol and (t + 1) % check_every == 0
+        # Reading the defect is a host synchronisation on the GPU (tens of µs), but it happens
+        # only on rows whose fixed point is within tol of 1 (the last rows of a table).
+        measure = adaptive and fixed_point <= tol
         defect = step(row, measure)
         # a step may defer its update (the products it still has to do) until the
         # defect it measured has been read: ``(defect, apply)``, and add a bound on its
@@ -295,7 +297,7 @@ _MIXED_HANDOVER = 0.05
 
 
 def msign(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: bool,
-          method: str, check_every: int, restart: int = 3, low: np.dtype | None = None,
+          method: str, restart: int = 3, low: np.dtype | None = None,
           combine: Any = poly_matrix, product16: Any = None, mm: Any = _mm,
           start: Any = None) -> tuple[Any, Outcome]:
     """Polar factor of each ``(n, m)`` matrix of the stack ``M`` by an odd-polynomial iteration.
@@ -312,8 +314,8 @@ def msign(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: boo
     (the standard method in both phases). ``combine(row, Y, Y2, eye)`` forms
     ``aI + bY + cY²`` (a fused kernel on CuPy); ``product16(a, b)`` multiplies float16
     stacks with float32 accumulation and output (default :func:`product_float32`; one
-    cuBLAS call on CuPy); ``mm`` is the product of the standard method's steps (on
-    CuPy one strided-batched GEMM with transpose flags for stacks); ``start(M, cdt)``
+    cuBLAS call on CuPy); ``mm`` is the product of the standard method's steps when
+    ``low`` is None (on CuPy one strided-batched GEMM with transpose flags for stacks); ``start(M, cdt)``
     forms ``X₀`` (default :func:`frobenius_start`; three fused kernels on CuPy).
     """
     product16 = product16 or product_float32
@@ -321,7 +323,7 @@ def msign(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: boo
     X = (start or frobenius_start)(M.conj().swapaxes(-1, -2) if tall else M, cdt)
     xp = _xp(M)
     # singular values below rcond·‖M‖_F may stay unconverged (see _run)
-    run = {"tol": tol, "adaptive": adaptive, "check_every": check_every,
+    run = {"tol": tol, "adaptive": adaptive,
            "slope": _MSIGN_SLOPE, "rcond": _rcond(low if low is not None else cdt)}
     if low is not None and adaptive:
         X, outcome = _msign_mixed(X, table, xp, low, combine, run, product16)
@@ -578,8 +580,8 @@ def _spectral_radius_bound(X: Any, xp: ModuleType) -> Any:
     return xp.minimum(xp.minimum(one, inf), _frobenius(X, xp))
 
 
-def mcsgn(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: bool,
-          check_every: int) -> tuple[Any, Outcome]:
+def mcsgn(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float,
+          adaptive: bool) -> tuple[Any, Outcome]:
     """Matrix sign ``M (M²)^{-1/2}`` of each square matrix by ``X ← (aI + bX² + cX⁴) X``.
 
     ``X₀ = M / r`` with ``r`` an upper bound on the spectral radius, so a real
@@ -600,13 +602,13 @@ def mcsgn(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: boo
         state["X"] = poly_matrix(row, Y, Y2, eye) @ X
         return defect
 
-    outcome = _run(step, table, tol=tol, adaptive=adaptive, check_every=check_every,
+    outcome = _run(step, table, tol=tol, adaptive=adaptive,
                    slope=_SIGN_SLOPE)
     return state["X"], outcome
 
 
-def coupled_sqrt(C: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: bool,
-                 check_every: int) -> tuple[Any, Any, Outcome]:
+def coupled_sqrt(C: Any, table: np.ndarray, *, cdt: np.dtype, tol: float,
+                 adaptive: bool) -> tuple[Any, Any, Outcome]:
     """``(C^{1/2}, C^{-1/2})`` from the sign iteration on ``[[0, C], [I, 0]]`` (MATH D4).
 
     Odd powers of the anti-diagonal block ``[[0, A], [B, 0]]`` stay anti-diagonal, so
@@ -632,7 +634,7 @@ def coupled_sqrt(C: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adapti
         state["B"] = state["B"] @ H
         return defect
 
-    outcome = _run(step, table, tol=tol, adaptive=adaptive, check_every=check_every,
+    outcome = _run(step, table, tol=tol, adaptive=adaptive,
                    slope=_SIGN_SLOPE)
     # undo the power-of-two scaling: sqrt(2^e C) = 2^{e/2} sqrt(C)
     root = xp.sqrt(scale.astype(np.float64)).astype(cdt.type(0).real.dtype)[:, None, None]

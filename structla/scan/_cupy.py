@@ -6,7 +6,6 @@ kernel runs on CuPy's current stream.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -105,12 +104,6 @@ def _aligned(*arrays: Any, length: int) -> bool:
     return all(x.data.ptr % 16 == 0 for x in arrays) and (length * arrays[0].itemsize) % 16 == 0
 
 
-@functools.cache
-def _selective_kernel(dtype: np.dtype, device: int) -> Any:
-    """The kernel for ``dtype`` on ``device``, looked up once (the call is timed end to end)."""
-    return get_kernel("scan", "scan.cu", "selective_scan_chunked", dtype)
-
-
 def selective_scan(u: Any, delta: Any, A: Any, B: Any, C: Any, D: Any, z: Any,
                    delta_bias: Any, delta_softplus: bool, h0: Any) -> tuple[Any, Any]:
     """Mamba's selective scan on the GPU; returns ``(y, h_last)``.
@@ -153,6 +146,6 @@ def selective_scan(u: Any, delta: Any, A: Any, B: Any, C: Any, D: Any, z: Any,
         state, y, np.int32(dim), np.int64(length), np.int32(nstate), *strides_b, *strides_c,
         np.int32(flags),
     )
-    launch(_selective_kernel(state_dtype, cp.cuda.runtime.getDevice()), (dim // warps, batch), 32 * warps,
-           args, shared_mem=_SELECTIVE_SHARED)
+    launch(get_kernel("scan", "scan.cu", "selective_scan_chunked", state_dtype), (dim // warps, batch),
+           32 * warps, args, shared_mem=_SELECTIVE_SHARED)
     return y, state

@@ -199,7 +199,7 @@ template <typename T> struct Sel {
 };
 constexpr int SEL_STATES = 4;  // states per staged tile of B and C
 
-// Bits of selective_scan_chunked's `flags` (SEL_FLAGS in _cupy.py).
+// Bits of selective_scan_chunked's `flags` (_SEL_VEC_IO … _SEL_HAS_H0 in _cupy.py).
 enum SelFlag {
     SEL_VEC_IO = 1,     // u, delta, z, y allow 16-byte access
     SEL_VEC_BC = 2,     // so do the time-varying of B and C
