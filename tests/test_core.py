@@ -243,3 +243,13 @@ def test_cuda_launch_rejects_empty_grid(cp):
     k = get_kernel("_core", "selftest.cu", "axpby", np.float64)
     with pytest.raises(ValueError, match="empty launch"):
         launch(k, 0, 256, ())
+
+
+def test_checks_finite_defaults_to_the_cpu_only():
+    from structla._core.validate import checks_finite
+
+    cupy_like = type(sys)("cupy")
+    assert checks_finite(None, np) is True
+    assert checks_finite(None, cupy_like) is False
+    assert checks_finite(True, cupy_like) is True
+    assert checks_finite(False, np) is False

@@ -11,11 +11,14 @@ from typing import Any
 
 import numpy as np
 
+from .namespace import is_cupy_namespace
+
 __all__ = [
     "as_array",
     "check_finite",
     "check_ndim",
     "check_square",
+    "checks_finite",
     "compute_dtype",
     "result_dtype",
 ]
@@ -97,6 +100,14 @@ def check_finite(x: Any, name: str, xp: ModuleType) -> None:
             f"argument {name!r} must not contain infs or NaNs "
             "(pass check_finite=False to skip this check)"
         )
+
+
+def checks_finite(check_finite: bool | None, xp: ModuleType) -> bool:
+    """Whether to check for NaN/infinity: the caller's choice, else on the CPU only.
+
+    On the GPU the check is a host synchronisation, so ``None`` skips it there.
+    """
+    return (not is_cupy_namespace(xp)) if check_finite is None else bool(check_finite)
 
 
 def check_ndim(x: Any, name: str, minimum: int, what: str) -> None:

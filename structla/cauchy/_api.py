@@ -10,7 +10,7 @@ import numpy as np
 from .._core.batch import broadcast_batch
 from .._core.dispatch import implementation
 from .._core.namespace import array_namespace
-from .._core.validate import as_array, result_dtype
+from .._core.validate import as_array, checks_finite, result_dtype
 from .._core.validate import check_finite as _check_finite
 
 __all__ = ["cauchy", "vandermonde"]
@@ -20,9 +20,6 @@ def _complex_dtype(*arrays: Any) -> np.dtype:
     """complex64 for single-precision inputs, complex128 otherwise (ints count as float64)."""
     return np.result_type(result_dtype(*arrays), np.complex64)
 
-
-def _finite_default(check_finite: bool | None, xp: Any) -> bool:
-    return xp is np if check_finite is None else bool(check_finite)
 
 
 def cauchy(v: Any, w: Any, z: Any, *, conj_pairs: bool = False,
@@ -110,7 +107,7 @@ def cauchy(v: Any, w: Any, z: Any, *, conj_pairs: bool = False,
     v, w, z = as_array(v, "v", xp), as_array(w, "w", xp), as_array(z, "z", xp)
     batch = broadcast_batch("(n),(n),(l)", v=v, w=w, z=z)
     dtype = _complex_dtype(v, w, z)
-    if _finite_default(check_finite, xp):
+    if checks_finite(check_finite, xp):
         for name, x in (("v", v), ("w", w), ("z", z)):
             _check_finite(x, name, xp)
     length = batch.sizes["l"]
@@ -209,7 +206,7 @@ def vandermonde(v: Any, x: Any, length: int, *, log: bool = False, conj_pairs: b
     batch = broadcast_batch("(n),(n)", v=v, x=x)
     dtype = _complex_dtype(v, x)
     out_dtype = np.finfo(dtype).dtype if conj_pairs else dtype
-    if _finite_default(check_finite, xp):
+    if checks_finite(check_finite, xp):
         _check_finite(v, "v", xp)
         _check_finite(x, "x", xp)
     if batch.count == 0 or length == 0:

@@ -18,7 +18,7 @@ from .._core.batch import broadcast_batch, parse_signature
 from .._core.dispatch import implementation
 from .._core.errors import LinAlgError
 from .._core.namespace import array_namespace, is_cupy_namespace
-from .._core.validate import as_array, compute_dtype, result_dtype
+from .._core.validate import as_array, checks_finite, compute_dtype, result_dtype
 from .._core.validate import check_finite as _check_finite
 
 __all__ = [
@@ -109,9 +109,7 @@ def _prepare(signature: str, check_finite: bool | None, *, complex_compute: bool
     if complex_compute:
         work = np.result_type(work, np.complex64)
     batch = broadcast_batch(signature, **raw)
-    if check_finite is None:
-        check_finite = not is_cupy_namespace(xp)
-    if check_finite:
+    if checks_finite(check_finite, xp):
         for name, value in raw.items():
             _check_finite(value, name, xp)
     cores = [len(c) for c in parse_signature(signature)]

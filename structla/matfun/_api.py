@@ -14,7 +14,7 @@ from .._core.dispatch import implementation
 from .._core.errors import LinAlgError, NotConvergedWarning
 from .._core.info import IterationInfo
 from .._core.namespace import array_namespace, is_cupy_namespace
-from .._core.validate import as_array, check_ndim, check_square, result_dtype
+from .._core.validate import as_array, check_ndim, check_square, checks_finite, result_dtype
 from .._core.validate import check_finite as _check_values
 from . import _coefficients
 
@@ -242,14 +242,10 @@ def _matrix(M: Any, name: str, *, square: bool = False, real: bool = False,
         check_ndim(M, name, 2, "(..., n, m)")
     if M.dtype != dtype:
         M = M.astype(dtype)
-    if _finite_check(check, xp):
+    if checks_finite(check, xp):
         _check_values(M, name, xp)
     batch = broadcast_batch("(n,m)", **{name: M})
     return batch.flatten(M, 2, xp), xp, dtype, batch
-
-
-def _finite_check(check: bool | None, xp: ModuleType) -> bool:
-    return (not is_cupy_namespace(xp)) if check is None else bool(check)
 
 
 def _tolerance(tol: float | None, cdt: np.dtype) -> float:
@@ -867,7 +863,7 @@ def msign_vjp(M: Any, G: Any, *, method: str = "auto", check_finite: bool | None
     check_ndim(M, "M", 2, "(..., n, m)")
     check_ndim(G, "G", 2, "(..., n, m)")
     dtype = result_dtype(M, G, real_only=True)
-    if _finite_check(check_finite, xp):
+    if checks_finite(check_finite, xp):
         _check_values(M, "M", xp)
         _check_values(G, "G", xp)
     batch = broadcast_batch("(n,m),(n,m)", M=M, G=G)

@@ -18,7 +18,7 @@ import numpy as np
 from .._core.batch import broadcast_batch
 from .._core.dispatch import defined_names, implementation
 from .._core.namespace import array_namespace, is_cupy_namespace
-from .._core.validate import as_array, check_ndim, compute_dtype, result_dtype
+from .._core.validate import as_array, check_ndim, checks_finite, compute_dtype, result_dtype
 from .._core.validate import check_finite as _check_finite
 from . import _chunk
 
@@ -65,7 +65,7 @@ def _prepare(q: Any, k: Any, v: Any, beta: Any, log_alpha: Any, h0: Any, check_f
     check_ndim(arrays["v"], "v", 2, "(..., T, d_v)")
     gate_core = "(t,k)" if per_key else "(t)"
     batch = broadcast_batch(f"(t,k),(t,k),(t,v),(t),{gate_core},(v,k)", **arrays)
-    check = (not is_cupy_namespace(xp)) if check_finite is None else bool(check_finite)
+    check = checks_finite(check_finite, xp)
     if check:
         _check_finite(arrays["h0"], "h0", xp)
         gates = arrays["log_alpha"]

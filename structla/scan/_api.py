@@ -13,14 +13,11 @@ from .._core.dispatch import implementation
 from .._core.errors import NotConvergedWarning
 from .._core.info import IterationInfo
 from .._core.namespace import array_namespace
-from .._core.validate import as_array, compute_dtype, result_dtype
+from .._core.validate import as_array, checks_finite, compute_dtype, result_dtype
 from .._core.validate import check_finite as _check_finite
 
 __all__ = ["deer", "linear_scan", "selective_scan"]
 
-
-def _finite_default(check_finite: bool | None, xp: Any) -> bool:
-    return xp is np if check_finite is None else bool(check_finite)
 
 
 def _broadcast(what: str, **shapes: tuple[int, ...]) -> tuple[int, ...]:
@@ -109,7 +106,7 @@ def linear_scan(a: Any, b: Any, *, axis: int = -1, h0: Any = None, reverse: bool
         except ValueError:
             raise ValueError(f"argument 'h0' must broadcast to the state shape {state_shape} (the shape "
                              f"of a and b without the time axis); got shape {tuple(h0.shape)}") from None
-    if _finite_default(check_finite, xp):
+    if checks_finite(check_finite, xp):
         for name, x in (("a", a), ("b", b), ("h0", h0)):
             _check_finite(x, name, xp)
     rows = math.prod(shape[:axis])
@@ -307,7 +304,7 @@ def selective_scan(u: Any, delta: Any, A: Any, B: Any, C: Any, D: Any = None, z:
             raise ValueError(f"argument 'h0' must have shape (batch, D, N) = {(batch, dim, nstate)}; "
                              f"got {tuple(h0.shape)}")
         h0 = h0.astype(state, copy=False)
-    if _finite_default(check_finite, xp):
+    if checks_finite(check_finite, xp):
         for name, x in (("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z),
                         ("delta_bias", delta_bias), ("h0", h0)):
             _check_finite(x, name, xp)
@@ -411,7 +408,7 @@ def deer(f: Any, x0: Any, u: Any, *, jac: Any = None, max_iter: int | None = Non
         raise ValueError(f"argument 'max_iter' must be non-negative; got {max_iter}")
     if tol is None:
         tol = float(np.finfo(dtype).eps) ** 0.8
-    if _finite_default(check_finite, xp):
+    if checks_finite(check_finite, xp):
         _check_finite(x0, "x0", xp)
         _check_finite(u, "u", xp)
     x, (iterations, update, converged, method) = implementation("scan", "deer", xp)(

@@ -19,6 +19,7 @@ from .._core.validate import (
     check_finite,
     check_ndim,
     check_square,
+    checks_finite,
     compute_dtype,
     result_dtype,
 )
@@ -259,7 +260,7 @@ def _solve(xp: ModuleType, batch: Batch, A: Any, B: Any | None, C: Any, *, metho
         raise ValueError("method='schur' runs LAPACK on the CPU and needs NumPy arrays; use "
                          "method='sign' (or 'auto') for CuPy arrays, or move them with .get()")
     names = ("A", "C") if B is None else ("A", "B", "C")
-    if check if check is not None else not gpu:
+    if checks_finite(check, xp):
         for name, x in zip(names, (A, C) if B is None else (A, B, C), strict=True):
             check_finite(x, "Q" if (B is None and name == "C") else name, xp)
     n, m = batch.sizes["n"], batch.sizes.get("m", batch.sizes["n"])

@@ -19,7 +19,7 @@ from .._core.batch import Batch, broadcast_batch, parse_signature
 from .._core.dispatch import implementation
 from .._core.errors import LinAlgError
 from .._core.namespace import array_namespace, is_cupy_namespace
-from .._core.validate import as_array, check_ndim, compute_dtype, result_dtype
+from .._core.validate import as_array, check_ndim, checks_finite, compute_dtype, result_dtype
 from .._core.validate import check_finite as _check_finite
 
 __all__ = ["TrilDLR", "tril_dlr_dense", "tril_dlr_inv", "tril_dlr_matmul", "tril_dlr_solve", "ut_transform"]
@@ -70,10 +70,6 @@ class _Problem:
                         xp.ascontiguousarray(q), xp.ascontiguousarray(k), log_decay)
 
 
-def _default_check(check_finite: bool | None, xp: ModuleType) -> bool:
-    return (not is_cupy_namespace(xp)) if check_finite is None else bool(check_finite)
-
-
 def _check_log_decay(log_decay: Any, xp: ModuleType) -> None:
     if log_decay is None or log_decay.size == 0:
         return
@@ -114,11 +110,11 @@ def _prepare(diag: Any, q: Any, k: Any, log_decay: Any, check: bool | None, *,
     real = np.empty(0, dtype=work).real.dtype
     signature = "(n),(n,d),(n,d),(n)" + extra_core
     batch = broadcast_batch(signature, diag=diag, q=q, k=k, log_decay=log_decay, **extra)
-    if _default_check(check, xp):
+    if checks_finite(check, xp):
         for name, value in (("diag", diag), ("q", q), ("k", k), *extra.items()):
             _check_finite(value, name, xp)
         _check_log_decay(log_decay, xp)
-    if singular_check and (_default_check(check, xp) or not is_cupy_namespace(xp)):
+    if singular_check and (checks_finite(check, xp) or not is_cupy_namespace(xp)):
         _check_diagonal(diag, xp)
 
     def flat(x: Any, core: int, dt: np.dtype) -> Any:
