@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
-from cuda_emulation import assert_within_bounds, build_and_run
+from cuda_emulation import PRELUDE, assert_within_bounds, build_and_run
 
 FAMILY = Path(__file__).resolve().parent.parent / "structla" / "cauchy"
 SOURCE = FAMILY / "cauchy.cu"
@@ -25,36 +25,7 @@ def _launch_constant(name: str) -> int:
     text = (FAMILY / "_cupy.py").read_text(encoding="utf-8")
     return int(re.search(rf"^{name} = (\d+)$", text, re.MULTILINE).group(1))
 
-HARNESS = r"""
-#include <algorithm>
-#include <barrier>
-#include <cmath>
-#include <complex>
-#include <cstdio>
-#include <limits>
-#include <random>
-#include <thread>
-#include <vector>
-#define __global__
-#define __device__
-#define __host__
-#define __noinline__
-#define __shared__ static  // one block runs at a time, so "static" is per block
-#define __restrict__ __restrict
-struct dim3 { unsigned x = 1, y = 1, z = 1; };
-thread_local dim3 threadIdx, blockIdx;
-dim3 blockDim, gridDim;
-std::barrier<>* g_barrier;
-inline void __syncthreads() { g_barrier->arrive_and_wait(); }
-using std::max;
-using std::min;
-// CUDA's documented __fdividef: 0 for 2^126 < |y| < 2^128, subnormal y flushed to zero.
-inline float __fdividef(float x, float y) {
-    if (std::isfinite(y) && std::fabs(y) > 0x1p126f) return 0.0f;
-    if (std::fpclassify(y) == FP_SUBNORMAL) y = std::copysign(0.0f, y);
-    return x / y;
-}
-inline void sincos(double x, double* s, double* c) { *s = std::sin(x); *c = std::cos(x); }
+HARNESS = PRELUDE + r"""
 #include CAUCHY_CU
 
 typedef std::complex<double> C;
@@ -62,25 +33,8 @@ const int THREADS = THREADS_PER_BLOCK, NODES = NODES_PER_THREAD_PY;
 
 // Launch like _cupy.py: grid (ceil(L / tile), min(count, cap)), THREADS threads per block.
 template <class F> void launch(int count, int length, int cap, F kernel) {
-    gridDim.x = (length + THREADS * NODES - 1) / (THREADS * NODES);
-    gridDim.y = std::min(count, cap);
-    blockDim.x = THREADS;
-    for (unsigned by = 0; by < gridDim.y; ++by) {
-        for (unsigned bx = 0; bx < gridDim.x; ++bx) {
-            std::barrier<> barrier(THREADS);
-            g_barrier = &barrier;
-            std::vector<std::thread> threads;
-            for (int t = 0; t < THREADS; ++t) {
-                threads.emplace_back([&, t] {
-                    threadIdx.x = t;
-                    blockIdx.x = bx;
-                    blockIdx.y = by;
-                    kernel();
-                });
-            }
-            for (auto& th : threads) th.join();
-        }
-    }
+    run_grid((length + THREADS * NODES - 1) / (THREADS * NODES), std::min(count, cap), THREADS, 0,
+             kernel);
 }
 
 template <class R> double bound(int terms, double scale) {

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
-from cuda_emulation import assert_within_bounds, build_and_run
+from cuda_emulation import PRELUDE, assert_within_bounds, build_and_run
 
 FAMILY = Path(__file__).resolve().parent.parent / "structla" / "hippo"
 SOURCE = FAMILY / "hippo.cu"
@@ -27,32 +27,8 @@ def _launch_constant(name: str) -> int:
     return int(re.search(rf"^{name} = (\d+)$", text, re.MULTILINE).group(1))
 
 
-HARNESS = r"""
-#include <algorithm>
-#include <barrier>
-#include <cmath>
-#include <complex>
-#include <cstdio>
-#include <limits>
-#include <random>
-#include <thread>
-#include <vector>
-#define __global__
-#define __device__
-#define __host__
-#define __shared__ static  // one block runs at a time, so "static" is per block
-#define __restrict__ __restrict
-struct dim3 { unsigned x = 1, y = 1, z = 1; };
-thread_local dim3 threadIdx, blockIdx;
-dim3 blockDim, gridDim;
-std::barrier<>* g_barrier;
-inline void __syncthreads() { g_barrier->arrive_and_wait(); }
-using std::fabs;
-using std::fma;
-using std::fmax;
-using std::min;
+HARNESS = PRELUDE + r"""
 const long double PI_L = 3.141592653589793238462643383279502884L;
-inline float __frcp_rn(float x) { return 1.0f / x; }
 inline void sincospif(float x, float* s, float* c) {
     *s = float(std::sin(PI_L * x));
     *c = float(std::cos(PI_L * x));
@@ -68,25 +44,8 @@ const int THREADS = THREADS_PER_BLOCK, NODES = NODES_PER_THREAD_PY;
 
 // Launch like _cupy.py: grid (ceil(nodes / tile), min(count, cap)), THREADS threads per block.
 template <class F> void launch(int count, int nodes, int cap, F kernel) {
-    gridDim.x = (nodes + THREADS * NODES - 1) / (THREADS * NODES);
-    gridDim.y = std::min(count, cap);
-    blockDim.x = THREADS;
-    for (unsigned by = 0; by < gridDim.y; ++by) {
-        for (unsigned bx = 0; bx < gridDim.x; ++bx) {
-            std::barrier<> barrier(THREADS);
-            g_barrier = &barrier;
-            std::vector<std::thread> threads;
-            for (int t = 0; t < THREADS; ++t) {
-                threads.emplace_back([&, t] {
-                    threadIdx.x = t;
-                    blockIdx.x = bx;
-                    blockIdx.y = by;
-                    kernel();
-                });
-            }
-            for (auto& th : threads) th.join();
-        }
-    }
+    run_grid((nodes + THREADS * NODES - 1) / (THREADS * NODES), std::min(count, cap), THREADS, 0,
+             kernel);
 }
 
 template <class T> C host(sl::complex<T> a) { return C(a.re, a.im); }

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 import pytest
-from cuda_emulation import assert_within_bounds, build_and_run
+from cuda_emulation import PRELUDE, assert_within_bounds, build_and_run
 
 FAMILY = Path(__file__).resolve().parent.parent / "structla" / "scan"
 SOURCE = FAMILY / "scan.cu"
@@ -31,79 +31,13 @@ def _launch_constant(name: str) -> int:
     return int(re.search(rf"^{name} = (\d+)", text, re.MULTILINE).group(1))
 
 
-HARNESS = r"""
-#include <algorithm>
-#include <barrier>
-#include <cmath>
-#include <complex>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <limits>
-#include <random>
-#include <thread>
-#include <vector>
-#define __global__
-#define __device__
-#define __host__
-#define __shared__ static
-#define __restrict__ __restrict
-#define __align__(n) __attribute__((aligned(n)))
-#define __launch_bounds__(...)
-struct dim3 { unsigned x = 1, y = 1, z = 1; };
-thread_local dim3 threadIdx, blockIdx;
-dim3 blockDim, gridDim;
-std::barrier<>* g_barrier;
-unsigned char* g_shared;
-inline void __syncthreads() { g_barrier->arrive_and_wait(); }
-
-// Warp intrinsics: each warp has 32 exchange slots and its own barrier.
-struct Warp { std::barrier<>* barrier; double slot[32]; };
-std::vector<Warp>* g_warps;
-inline Warp& my_warp() { return (*g_warps)[threadIdx.x >> 5]; }
-inline void __syncwarp() { my_warp().barrier->arrive_and_wait(); }
-template <class V> V exchange(V v, int source) {
-    Warp& w = my_warp();
-    w.slot[threadIdx.x & 31] = v;
-    w.barrier->arrive_and_wait();
-    const V r = V(w.slot[source]);
-    w.barrier->arrive_and_wait();
-    return r;
-}
-template <class V> V __shfl_sync(unsigned, V v, int lane) { return exchange(v, lane); }
-template <class V> V __shfl_up_sync(unsigned, V v, int delta) {
-    const int lane = threadIdx.x & 31;
-    return exchange(v, lane >= delta ? lane - delta : lane);
-}
-using std::exp; using std::log1p; using std::fabs; using std::fma;
-inline void sincos(double x, double* s, double* c) { *s = std::sin(x); *c = std::cos(x); }
-inline void sincos(float x, float* s, float* c) { *s = std::sin(x); *c = std::cos(x); }
-#define STRUCTLA_DYNAMIC_SHARED(name) unsigned char* name = g_shared
+HARNESS = PRELUDE + r"""
 #include SCAN_CU
 
 const int SHARED = SHARED_BYTES_PY;
 
 template <class F> void launch(unsigned gx, unsigned gy, int threads, F kernel) {
-    gridDim.x = gx; gridDim.y = gy; blockDim.x = threads;
-    for (unsigned by = 0; by < gy; ++by) {
-        for (unsigned bx = 0; bx < gx; ++bx) {
-            g_shared = static_cast<unsigned char*>(std::aligned_alloc(16, SHARED));
-            std::memset(g_shared, 0xff, SHARED);  // NaN bit patterns: unwritten shared memory shows
-            std::barrier<> barrier(threads);
-            g_barrier = &barrier;
-            std::vector<Warp> warps(threads / 32);
-            std::vector<std::barrier<>*> warp_barriers;
-            for (auto& w : warps) w.barrier = new std::barrier<>(32);
-            g_warps = &warps;
-            std::vector<std::thread> pool;
-            for (int t = 0; t < threads; ++t) {
-                pool.emplace_back([&, t] { threadIdx.x = t; blockIdx.x = bx; blockIdx.y = by; kernel(); });
-            }
-            for (auto& th : pool) th.join();
-            for (auto& w : warps) delete w.barrier;
-            std::free(g_shared);
-        }
-    }
+    run_grid(gx, gy, threads, SHARED, kernel);
 }
 
 typedef std::complex<double> Cx;

@@ -16,38 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cuda_emulation import assert_within_bounds, build_and_run
+from cuda_emulation import PRELUDE, assert_within_bounds, build_and_run
 
 SOURCE = Path(__file__).resolve().parent.parent / "structla" / "tril" / "tril.cu"
 
-HARNESS = r"""
-#include <algorithm>
-#include <barrier>
-#include <cmath>
-#include <complex>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <random>
-#include <thread>
-#include <type_traits>
-#include <vector>
-#define __global__
-#define __launch_bounds__(...)
-#define __device__
-#define __host__
-#define __shared__ static
-#define __restrict__ __restrict
-struct dim3 { unsigned x = 1, y = 1, z = 1; };
-thread_local dim3 threadIdx, blockIdx;
-dim3 blockDim, gridDim;
-std::barrier<>* g_barrier;
-unsigned char* g_shared;
-inline void __syncthreads() { g_barrier->arrive_and_wait(); }
-using std::min; using std::exp; using std::fma; using std::fabs;
-inline void sincos(double x, double* s, double* c) { *s = std::sin(x); *c = std::cos(x); }
+HARNESS = PRELUDE + r"""
 struct float4 { float x, y, z, w; };
-#define STRUCTLA_DYNAMIC_SHARED(name) unsigned char* name = g_shared
 #include TRIL_CU
 
 typedef std::complex<double> C;
@@ -58,22 +32,7 @@ template <> sl::complex<float> make(double re, double im) { return sl::complex<f
 template <> sl::complex<double> make(double re, double im) { return sl::complex<double>(re, im); }
 
 template <class F> void launch(unsigned gx, unsigned gy, int threads, size_t shared, F kernel) {
-    gridDim.x = gx; gridDim.y = gy; blockDim.x = threads;
-    for (unsigned by = 0; by < gy; ++by) {
-        for (unsigned bx = 0; bx < gx; ++bx) {
-            size_t bytes = ((shared + 15) / 16) * 16 + 16;
-            g_shared = static_cast<unsigned char*>(std::aligned_alloc(16, bytes));
-            std::memset(g_shared, 0xff, bytes);  // NaN bit patterns: unwritten shared memory shows
-            std::barrier<> barrier(threads);
-            g_barrier = &barrier;
-            std::vector<std::thread> pool;
-            for (int t = 0; t < threads; ++t) {
-                pool.emplace_back([&, t] { threadIdx.x = t; blockIdx.x = bx; blockIdx.y = by; kernel(); });
-            }
-            for (auto& th : pool) th.join();
-            std::free(g_shared);
-        }
-    }
+    run_grid(gx, gy, threads, shared, kernel);
 }
 
 template <class T> double eps() {
