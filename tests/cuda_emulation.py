@@ -1,8 +1,9 @@
 """Run a family's unmodified ``.cu`` kernels on the host: one C++ thread per CUDA thread.
 
-CI has no GPU; a harness (C++ text written by each family's test) includes the kernel source,
-emulates ``threadIdx``/``blockIdx``/``__syncthreads`` with threads and a C++20 barrier, runs
-checks and prints one ``ratio=<error / bound>`` line per check.
+CI has no GPU; a harness (C++ text written by each family's test after :data:`PRELUDE`, which
+emulates ``threadIdx``/``blockIdx``/``__syncthreads``/warp shuffles with threads and C++20
+barriers) includes the kernel source, runs checks and prints one ``ratio=<error / bound>``
+line per check.
 """
 
 from __future__ import annotations

@@ -74,3 +74,18 @@ def matrix_with_spectrum(rng: np.random.Generator, n: int, lo: float, hi: float,
     t = np.diag(lam).astype(dtype) + np.triu(random_array(rng, (n, n), dtype), 1) * (
         nonnormal / np.sqrt(max(n, 1)))
     return (q @ t @ q.conj().T).astype(dtype)
+
+
+# ---- scan
+
+
+def extreme_selective_inputs(rng: np.random.Generator, batch: int, dim: int, nstate: int,
+                             length: int, dtype) -> tuple[np.ndarray, ...]:
+    """``u, delta, A, B, C, z`` with Δ up to 1e3, A down to −1e3 and gates z of size 1e3."""
+    u = rng.standard_normal((batch, dim, length)).astype(dtype)
+    delta = np.exp(rng.uniform(np.log(1e-4), np.log(1e3), (batch, dim, length))).astype(dtype)
+    A = -np.logspace(-3, 3, dim * nstate).reshape(dim, nstate).astype(dtype)
+    B = rng.standard_normal((batch, nstate, length)).astype(dtype)
+    C = rng.standard_normal((batch, nstate, length)).astype(dtype)
+    z = (1e3 * rng.standard_normal((batch, dim, length))).astype(dtype)
+    return u, delta, A, B, C, z

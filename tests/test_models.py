@@ -188,15 +188,19 @@ REGIMES = ("raw_keys", "beta_up_to_2", "beta_exactly_2", "gate_zero", "gate_minu
            "gate_minus_1e4", "gate_minus_inf", "gate_mixed")
 
 
+def _regime_oracle(arrays, gates):
+    """The float64 recurrent output for a regime's inputs (gates clipped at −10⁴, as documented)."""
+    args64 = [a.astype(np.float64) for a in arrays]
+    if gates is None:
+        return _oracle("delta", args64, None)[0]
+    return _oracle("gated_delta", [*args64, np.maximum(gates.astype(np.float64), -1e4)], None)[0]
+
+
 @pytest.mark.parametrize("regime", REGIMES)
 def test_fla_failure_regimes_are_finite_and_accurate_in_float32(regime):
     rng = np.random.default_rng(12)
     arrays, gates = _regime(regime, rng)
-    args64 = [a.astype(np.float64) for a in arrays]
-    if gates is None:
-        want, _ = _oracle("delta", args64, None)
-    else:
-        want, _ = _oracle("gated_delta", [*args64, np.maximum(gates.astype(np.float64), -1e4)], None)
+    want = _regime_oracle(arrays, gates)
     assert np.isfinite(want).all()
     for mode in ("recurrent", "chunk", "tril"):
         for chunk in (16, 64):
@@ -460,11 +464,7 @@ def test_gpu_every_form_equals_cpu_float64(cp, model):
 def test_gpu_fla_regimes_float32(cp, regime):
     rng = np.random.default_rng(21)
     arrays, gates = _regime(regime, rng)
-    args64 = [a.astype(np.float64) for a in arrays]
-    if gates is None:
-        want, _ = _oracle("delta", args64, None)
-    else:
-        want, _ = _oracle("gated_delta", [*args64, np.maximum(gates.astype(np.float64), -1e4)], None)
+    want = _regime_oracle(arrays, gates)
     darrays = [cp.asarray(a) for a in arrays]
     for mode in ("auto", "chunk", "tril"):
         if gates is None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from oracles import linear_scan_loop, max_relative_error, selective_scan_loop, tanh_rnn_loop
-from strategies import eps, random_array, seeds
+from strategies import eps, extreme_selective_inputs, random_array, seeds
 
 import structla
 from structla import NotConvergedWarning
@@ -123,12 +123,7 @@ def test_selective_scan_extreme_steps_underflow_cleanly(dtype):
     """Δ up to 1e3 and A down to −1e3: exp(ΔA) underflows to 0, no overflow, no NaN."""
     rng = np.random.default_rng(5)
     batch, dim, nstate, length = 2, 3, 16, 65
-    u = rng.standard_normal((batch, dim, length)).astype(dtype)
-    delta = np.exp(rng.uniform(np.log(1e-4), np.log(1e3), (batch, dim, length))).astype(dtype)
-    A = -np.logspace(-3, 3, dim * nstate).reshape(dim, nstate).astype(dtype)
-    B = rng.standard_normal((batch, nstate, length)).astype(dtype)
-    C = rng.standard_normal((batch, nstate, length)).astype(dtype)
-    z = (1e3 * rng.standard_normal((batch, dim, length))).astype(dtype)
+    u, delta, A, B, C, z = extreme_selective_inputs(rng, batch, dim, nstate, length, dtype)
     for softplus in (False, True):
         y, last = structla.selective_scan(u, delta, A, B, C, z=z, delta_softplus=softplus,
                                           return_state=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from oracles import linear_scan_loop, max_relative_error, selective_scan_loop
-from strategies import random_array
+from strategies import extreme_selective_inputs, random_array
 
 import structla
 
@@ -84,12 +84,7 @@ def test_selective_scan_gpu_extreme_steps(poisoned, dtype):
     cp = poisoned
     rng = np.random.default_rng(1)
     batch, dim, nstate, length = 2, 4, 16, 513
-    u = rng.standard_normal((batch, dim, length)).astype(dtype)
-    delta = np.exp(rng.uniform(np.log(1e-4), np.log(1e3), (batch, dim, length))).astype(dtype)
-    A = -np.logspace(-3, 3, dim * nstate).reshape(dim, nstate).astype(dtype)
-    B = rng.standard_normal((batch, nstate, length)).astype(dtype)
-    C = rng.standard_normal((batch, nstate, length)).astype(dtype)
-    z = (1e3 * rng.standard_normal((batch, dim, length))).astype(dtype)
+    u, delta, A, B, C, z = extreme_selective_inputs(rng, batch, dim, nstate, length, dtype)
     y, last = structla.selective_scan(*(cp.asarray(x) for x in (u, delta, A, B, C)), z=cp.asarray(z),
                                       return_state=True)
     assert bool(cp.isfinite(y).all()) and bool(cp.isfinite(last).all())
