@@ -255,13 +255,6 @@ def _inv_leaves(diag, q, k, g, leaf, y, wn, ky, steps, wide):
             steps[leaf_index, r, r] += last
 
 
-def _diagonal_blocks(y, size, count):
-    """The first ``count`` ``size``×``size`` diagonal blocks of ``y``, as a view."""
-    step = y.strides[0] + y.strides[1]
-    return np.lib.stride_tricks.as_strided(y, shape=(count, size, size),
-                                           strides=(size * step, y.strides[0], y.strides[1]))
-
-
 def _pairs(y, h, count):
     """The ``count`` lower-left blocks ``y[2ph + h : 2ph + 2h, 2ph : 2ph + h]`` of a merge level."""
     step = y.strides[0] + y.strides[1]
