@@ -53,6 +53,19 @@ def poly_matrix(row: np.ndarray, Y: Any, Y2: Any, eye: Any) -> Any:
     return _combine_kernel(np.dtype(scalar).name)(Y, Y2, a, b, c, np.int64(Y.shape[-1]))
 
 
+def _blas_handle() -> int:
+    """CuPy's cuBLAS handle, bound to the current stream with host-side scalars.
+
+    CuPy sets both before each of its own cuBLAS calls and leaves them as they were, so
+    a raw call must set them too: on another stream it could read X before the kernels
+    of the current stream have written it.
+    """
+    handle = cupy.cuda.device.get_cublas_handle()
+    cublas.setStream(handle, cupy.cuda.get_current_stream().ptr)
+    cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
+    return handle
+
+
 def product16(a: Any, b: Any) -> Any:
     """``a @ b`` of float16 stacks with float32 accumulation and float32 output.
 
@@ -78,7 +91,7 @@ def product16(a: Any, b: Any) -> Any:
         op_b, ld_b = cublas.CUBLAS_OP_N, cols
     C = cupy.empty((rows, cols), dtype=np.float32)
     one, zero = np.array(1.0, np.float32), np.array(0.0, np.float32)
-    cublas.gemmEx(cupy.cuda.device.get_cublas_handle(), op_b, cublas.CUBLAS_OP_N,
+    cublas.gemmEx(_blas_handle(), op_b, cublas.CUBLAS_OP_N,
                   cols, rows, inner, one.ctypes.data,
                   B.data.ptr, runtime.CUDA_R_16F, ld_b,
                   A.data.ptr, runtime.CUDA_R_16F, inner, zero.ctypes.data,
@@ -119,7 +132,7 @@ def matmul(a: Any, b: Any) -> Any:
     kind = getattr(runtime, _CUDA_TYPES[dtype])
     compute = cublas.CUBLAS_COMPUTE_64F if dtype == np.float64 else cublas.CUBLAS_COMPUTE_32F
     cublas.gemmStridedBatchedEx(
-        cupy.cuda.device.get_cublas_handle(), op_b, cublas.CUBLAS_OP_N, cols, rows, inner,
+        _blas_handle(), op_b, cublas.CUBLAS_OP_N, cols, rows, inner,
         one.ctypes.data, b.data.ptr, kind, ld_b, inner * cols,
         a.data.ptr, kind, inner, rows * inner, zero.ctypes.data,
         C.data.ptr, kind, cols, rows * cols, count, compute, cublas.CUBLAS_GEMM_DEFAULT_TENSOR_OP)
