@@ -121,6 +121,8 @@ def _delta(q: Any, k: Any, v: Any, beta: Any, log_alpha: Any, chunk_size: Any, h
     if mode == "auto":
         if not is_cupy_namespace(xp):
             mode = "recurrent" if dk * dv <= _CPU_RECURRENT_MAX_STATE else "chunk"
+        elif dk <= _chunk._GPU_MAX_KEY:
+            mode = "chunk"  # the state carry is one kernel there (models.cu)
         else:
             mode = "tril" if _gpu_has("tril_dlr_solve", "tril_dlr_matmul") else "chunk"
     args = (f["q"], f["k"], f["v"], f["beta"])

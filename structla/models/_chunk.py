@@ -3,7 +3,8 @@
 Every product here is a call to a public routine of another family (``ut_transform``,
 ``tril_dlr_dense``, ``tril_dlr_solve``, ``tril_dlr_matmul``, ``linear_scan``) or an array
 product; the only loop is the one over chunks that carries DeltaNet's state, whose
-transition is a d_k×d_k matrix (no elementwise scan applies). Inputs are what
+transition is a d_k×d_k matrix (no elementwise scan applies); on the GPU that loop is one
+kernel (``_cupy.delta_chunked``, ``models.cu``) for chunks ≤ 64 and d_k ≤ 128. Inputs are what
 ``_api.py`` prepared: ``(B, T, d)`` arrays of one compute dtype, log-gates floored, ``h0``
 ``(B, d_v, d_k)``.
 """
@@ -12,12 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._core.namespace import array_namespace
+from .._core.dispatch import implementation
+from .._core.namespace import array_namespace, is_cupy_namespace
 from ..scan._api import linear_scan
 from ..tril._api import tril_dlr_dense, tril_dlr_matmul, tril_dlr_solve, ut_transform
 
 # GLA's in-chunk scores keep one C×C block per key feature; blocks of chunks bound that memory.
 _GLA_BLOCK_ELEMENTS = 1 << 22
+# Bounds of the fused GPU carry (DELTA_CMAX and DELTA_ROWS of models.cu).
+_GPU_MAX_CHUNK = 64
+_GPU_MAX_KEY = 128
 
 
 def _pad_chunks(x: Any, chunk: int, xp: Any) -> Any:
@@ -57,6 +62,9 @@ def delta_chunked(q: Any, k: Any, v: Any, beta: Any, log_alpha: Any, h0: Any, ch
     """
     xp = array_namespace(q=q, k=k, v=v, beta=beta, log_alpha=log_alpha, h0=h0)
     count, length, dk = q.shape
+    if is_cupy_namespace(xp) and chunk <= _GPU_MAX_CHUNK and dk <= _GPU_MAX_KEY:
+        fused = implementation("models", "delta_chunked", xp, backend="cuda")
+        return fused(q, k, v, beta, log_alpha, h0, chunk)
     dv = v.shape[2]
     dtype = q.dtype
     qc, kc, vc, bc = (_pad_chunks(x, chunk, xp) for x in (q, k, v, beta))

@@ -1,0 +1,95 @@
+"""GPU launches of the sequence models (CuPy arrays, ``models.cu``).
+
+Inputs as prepared by ``_api.py``: ``(B, T, d)`` arrays of one compute dtype, log-gates
+floored, ``h0`` ``(B, d_v, d_k)``. Everything runs on CuPy's current stream and nothing waits
+for the device.
+
+(Gated) DeltaNet by chunks, MATH F3–F4, in three launches plus elementwise work: the UT
+transform of every chunk at once (the tril family's ``ut_transform`` kernel), the unmasked
+in-chunk scores ``Q Kᵀ`` of every chunk (one batched product), and ``delta_chunk_carry``,
+which carries the state through the chunks of each sequence in order and writes the outputs
+(see ``models.cu``). ``W = T_c diag(e^g) K`` and ``Ũ = T_c V`` are never formed: the carry
+computes ``V_new = T_c (V − diag(e^g) K Sᵀ)`` per chunk, which is the same product count as
+forming ``Ũ`` and saves the ``W`` product and both round trips through memory.
+"""
+
+from __future__ import annotations
+
+import cupy as cp
+import numpy as np
+
+from .._core.cuda import get_kernel, launch
+from ..tril._cupy import ut_transform
+
+# Mirrors models.cu (DELTA_THREADS, DELTA_TILE, DELTA_CMAX, DELTA_ROWS, DELTA_SLAB, delta_stride).
+_THREADS = 256
+_TILE = 32
+_CMAX = 64
+_DMAX = 128
+_ROWS = 128
+_SLAB = 32
+_SHARED_DEFAULT = 48 * 1024  # dynamic shared memory usable without an opt-in
+_MAX_DYNAMIC_SHARED_ATTRIBUTE = 8  # CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+
+#: Largest chunk and key size ``delta_chunked`` takes (a d_k × 32 state tile per block,
+#: staged slabs of at most 128 rows); ``_chunk.py`` keeps its general form beyond them.
+MAX_CHUNK = _CMAX
+MAX_KEY = _DMAX
+
+
+def _empty(shape, dtype):
+    """Output allocation (tests replace it by a NaN-filled one to catch unwritten entries)."""
+    return cp.empty(shape, dtype=dtype)
+
+
+def _carry_shared_bytes(dk, dtype):
+    """Shared memory of ``delta_chunk_carry``: the state tile, R/V_new, one staged slab."""
+    hrows = _SLAB * -(-dk // _SLAB)
+    stride = _SLAB + 4 if dtype == np.float32 else _SLAB + 1
+    return (hrows * _TILE + _CMAX * _TILE + _ROWS * stride) * dtype.itemsize
+
+
+def _chunks(x, chunk, nc):
+    """``(B, T, …)`` → ``(B·nc, chunk, …)``, zero-padded at the end (padded steps are no-ops)."""
+    pad = nc * chunk - x.shape[1]
+    if pad:
+        x = cp.pad(x, [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2))
+    return cp.ascontiguousarray(x).reshape(x.shape[0] * nc, chunk, *x.shape[2:])
+
+
+def delta_chunked(q, k, v, beta, log_alpha, h0, chunk):
+    """(Gated) DeltaNet by chunks of ``chunk ≤ 64`` steps, ``d_k ≤ 128``: ``(out, state)``."""
+    count, length, dk = q.shape
+    dv = v.shape[2]
+    dtype = q.dtype
+    out = _empty((count, length, dv), dtype)
+    state = _empty((count, dv, dk), dtype)
+    if length == 0 or state.size == 0:
+        out.fill(0)
+        state[...] = h0
+        return out, state
+    nc = -(-length // chunk)
+    qc, kc = _chunks(q, chunk, nc), _chunks(k, chunk, nc)
+    lc = None if log_alpha is None else _chunks(log_alpha, chunk, nc)
+    tc = ut_transform(kc, _chunks(beta, chunk, nc), lc)
+    scores = qc @ cp.swapaxes(kc, -1, -2)
+    if lc is None:
+        qh, kh, kt, g, last = qc, kc, kc, None, None
+    else:
+        g = cp.cumsum(lc.astype(cp.float64), axis=-1)
+        grow = cp.exp(g).astype(dtype)[..., None]
+        qh, kh = qc * grow, kc * grow
+        kt = kc * cp.exp(g[:, -1:] - g).astype(dtype)[..., None]
+        last = cp.exp(g[:, -1]).astype(dtype)
+    kt = cp.ascontiguousarray(cp.swapaxes(kt, -1, -2))
+    kernel = get_kernel("models", "models.cu", "delta_chunk_carry", dtype)
+    shared = _carry_shared_bytes(dk, dtype)
+    if shared > _SHARED_DEFAULT:
+        cp.cuda.driver.funcSetAttribute(kernel.ptr, _MAX_DYNAMIC_SHARED_ATTRIBUTE, shared)
+    null = np.uint64(0)
+    launch(kernel, (count, -(-dv // _TILE)), _THREADS,
+           (np.int64(count), np.int32(length), np.int32(nc), np.int32(chunk), np.int32(dk), np.int32(dv),
+            kh, qh, tc, scores, kt, cp.ascontiguousarray(v), null if g is None else g,
+            null if last is None else last, cp.ascontiguousarray(h0), out, state),
+           shared_mem=shared)
+    return out, state

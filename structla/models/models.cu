@@ -1,0 +1,243 @@
+// DeltaNet's chunkwise (WY/UT) form on the GPU: the sequential carry over chunks (MATH F3-F4).
+//
+// delta_chunk_carry: one thread block per (sequence, tile of 32 value columns) runs every chunk
+// of its sequence in order, keeping its columns of the state H = Sᵀ (d_k × 32) in shared memory.
+// With the chunk-local quantities prepared for all chunks at once (_cupy.py): T_c (the UT
+// transform, diag(β) folded in), K̂ = diag(e^g) K, Q̂ = diag(e^g) Q, K̃ᵀ = (diag(e^{g_last−g}) K)ᵀ,
+// the unmasked scores Q Kᵀ and e^{g_last}, each chunk does
+//   1. [K̂; Q̂] H                      (2C × d_k by d_k × 32; the Q̂ half starts the output)
+//   2. V_new = T_c (V − K̂ H)          (no W = T_c K̂ is formed: W H = T_c (K̂ H))
+//   3. O = Q̂ H + (Q Kᵀ ⊙ Γ) V_new     (the scores masked to t ≥ s and decayed while staged)
+//   4. H ← e^{g_last} H + K̃ᵀ V_new.
+// All four are products of a staged slab (≤ 128 rows × 32 reduction columns) with rows of a
+// shared-memory operand; thread (rg, cg) holds rows rg + 32a and columns 4cg … 4cg + 3, so each
+// step of a product reads one row segment of 4 from each operand for 16 multiply-adds. The next
+// slab (of this chunk or the next one) is fetched into registers while the current one is used.
+#include <structla/complex.cuh>
+
+// structla-dtypes: float32 float64
+
+// Dynamic shared memory of the block (a macro so that tests/test_models_cuda_emulation.py can
+// run the kernel as host C++ with one host thread per CUDA thread).
+#ifndef STRUCTLA_DYNAMIC_SHARED
+#define STRUCTLA_DYNAMIC_SHARED(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
+
+// Mirrored by models/_cupy.py.
+constexpr int DELTA_THREADS = 256;
+constexpr int DELTA_TILE = 32;   // value columns per block
+constexpr int DELTA_CMAX = 64;   // longest chunk
+constexpr int DELTA_ROWS = 128;  // staged rows: K̂ over Q̂ (2 × 64), or the d_k ≤ 128 rows of K̃ᵀ
+constexpr int DELTA_SLAB = 32;   // reduction columns per staged slab
+constexpr int DELTA_PER = DELTA_ROWS * DELTA_SLAB / DELTA_THREADS;  // staged entries per thread
+
+// Row stride of the staged slab: float rows stay 16-byte aligned for vector reads and 4 rows
+// read together fall into 4 different bank quads (stride ≡ 4 mod 32); doubles are read one by one.
+template <typename T> struct delta_stride { static constexpr int value = DELTA_SLAB + 1; };
+template <> struct delta_stride<float> { static constexpr int value = DELTA_SLAB + 4; };
+
+template <typename T> __device__ inline void delta_load4(const T* p, T (&v)[4]) {
+    v[0] = p[0]; v[1] = p[1]; v[2] = p[2]; v[3] = p[3];
+}
+template <> __device__ inline void delta_load4<float>(const float* p, float (&v)[4]) {
+    const float4 x = *reinterpret_cast<const float4*>(p);
+    v[0] = x.x; v[1] = x.y; v[2] = x.z; v[3] = x.w;
+}
+
+// acc[a][w] += Σ_l X[rg + 32a][l] B[l][4cg + w] over one slab (l < 32); X has row stride SP,
+// B (shared, DELTA_TILE columns) starts at the slab's first row.
+template <typename T, int SP, int NA>
+__device__ inline void delta_slab_product(const T* __restrict__ X, const T* __restrict__ B, int rg, int cg,
+                                          T (*acc)[4]) {
+#pragma unroll 1
+    for (int l = 0; l < DELTA_SLAB; l += 4) {
+        T b[4][4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) delta_load4(B + (l + u) * DELTA_TILE + 4 * cg, b[u]);
+#pragma unroll
+        for (int a = 0; a < NA; ++a) {
+            T x[4];
+            delta_load4(X + (rg + 32 * a) * SP + l, x);
+#pragma unroll
+            for (int u = 0; u < 4; ++u)
+#pragma unroll
+                for (int w = 0; w < 4; ++w) acc[a][w] = sl::fma_acc(acc[a][w], x[u], b[u][w]);
+        }
+    }
+}
+
+// Declared with its launch bounds (≤ 128 registers: two blocks per SM, so that 64 sequences ×
+// 4 value tiles are resident at once on an H100); the definition below is the one the loader
+// instantiates.
+template <class T>
+__global__ void __launch_bounds__(256, 2) delta_chunk_carry(
+    long long, int, int, int, int, int, const T* __restrict__, const T* __restrict__, const T* __restrict__,
+    const T* __restrict__, const T* __restrict__, const T* __restrict__, const double* __restrict__,
+    const T* __restrict__, const T* __restrict__, T* __restrict__, T* __restrict__);
+
+template <typename T>
+__global__ void delta_chunk_carry(long long count, int length, int nc, int C, int dk, int dv,
+                                  const T* __restrict__ kh,     // (count, nc, C, dk): diag(e^g) K
+                                  const T* __restrict__ qh,     // (count, nc, C, dk): diag(e^g) Q
+                                  const T* __restrict__ tc,     // (count, nc, C, C): T_c
+                                  const T* __restrict__ qk,     // (count, nc, C, C): Q Kᵀ, unmasked
+                                  const T* __restrict__ kt,     // (count, nc, dk, C): K̃ᵀ
+                                  const T* __restrict__ v,      // (count, length, dv)
+                                  const double* __restrict__ g, // (count, nc, C) in-chunk cumsum of log α, or null
+                                  const T* __restrict__ last,   // (count, nc): e^{g_last}, or null
+                                  const T* __restrict__ h0,     // (count, dv, dk)
+                                  T* __restrict__ out,          // (count, length, dv)
+                                  T* __restrict__ state) {      // (count, dv, dk)
+    constexpr int SP = delta_stride<T>::value;
+    constexpr int TW = DELTA_TILE;
+    STRUCTLA_DYNAMIC_SHARED(smem);
+    const long long s = blockIdx.x;
+    if (s >= count) return;
+    const int j0 = blockIdx.y * TW;
+    const int tid = threadIdx.x, cg = tid % 8, rg = tid / 8;
+    const int lane = tid % 32, row0 = tid / 32;
+    const int n1 = (dk + DELTA_SLAB - 1) / DELTA_SLAB, n2 = (C + DELTA_SLAB - 1) / DELTA_SLAB;
+    const int nst = n1 + 3 * n2;  // slabs per chunk: [K̂; Q̂] H, T_c R, scores V_new, K̃ᵀ V_new
+    const int hrows = DELTA_SLAB * n1;
+    T* Hs = reinterpret_cast<T*>(smem);  // hrows × TW (rows ≥ d_k stay 0)
+    T* RV = Hs + hrows * TW;             // DELTA_CMAX × TW: R = V − K̂H, then V_new
+    T* Xs = RV + DELTA_CMAX * TW;        // DELTA_ROWS × SP: the staged slab
+
+    for (int idx = tid; idx < hrows * TW; idx += DELTA_THREADS) {
+        const int l = idx / TW, j = j0 + idx % TW;
+        Hs[idx] = l < dk && j < dv ? h0[(s * dv + j) * dk + l] : T(0);
+    }
+    T next[DELTA_PER];
+    // Entry (row0 + 8e, lane) of slab st of chunk c, zero outside the matrices.
+    auto fetch = [&](int c, int st) {
+        const long long ch = s * nc + c;
+        if (st < n1) {
+            const int l = DELTA_SLAB * st + lane;
+#pragma unroll 4
+            for (int e = 0; e < DELTA_PER; ++e) {
+                const int row = row0 + 8 * e, t = row % DELTA_CMAX;
+                const T* src = row < DELTA_CMAX ? kh : qh;
+                next[e] = t < C && l < dk ? src[(ch * C + t) * dk + l] : T(0);
+            }
+        } else if (st < n1 + n2) {
+            const int col = DELTA_SLAB * (st - n1) + lane;
+#pragma unroll 4
+            for (int e = 0; e < DELTA_PER; ++e) {
+                const int t = row0 + 8 * e;
+                next[e] = t < C && col < C ? tc[(ch * C + t) * C + col] : T(0);
+            }
+        } else if (st < n1 + 2 * n2) {
+            const int col = DELTA_SLAB * (st - n1 - n2) + lane;
+#pragma unroll 4
+            for (int e = 0; e < DELTA_PER; ++e) {
+                const int t = row0 + 8 * e;
+                T x = T(0);
+                if (t < C && col <= t) {
+                    x = qk[(ch * C + t) * C + col];
+                    // exponent difference of in-chunk sums: ≤ 0 for decays, never e^{g} alone
+                    if (g != nullptr) x = x * (T)exp((T)(g[ch * C + t] - g[ch * C + col]));
+                }
+                next[e] = x;
+            }
+        } else {
+            const int col = DELTA_SLAB * (st - n1 - 2 * n2) + lane;
+#pragma unroll 4
+            for (int e = 0; e < DELTA_PER; ++e) {
+                const int l = row0 + 8 * e;
+                next[e] = l < dk && col < C ? kt[(ch * dk + l) * C + col] : T(0);
+            }
+        }
+    };
+    fetch(0, 0);
+    T acc[4][4];
+    for (int c = 0; c < nc; ++c) {
+        const long long ch = s * nc + c;
+        const T decay = last != nullptr ? last[ch] : T(1);
+#pragma unroll
+        for (int a = 0; a < 4; ++a)
+#pragma unroll
+            for (int w = 0; w < 4; ++w) acc[a][w] = T(0);
+        for (int st = 0; st < nst; ++st) {
+            __syncthreads();  // the previous slab (and, before the scores, T_c R) fully read
+            if (st == 0) {  // V of this chunk into RV, free since the last chunk's K̃ᵀ V_new
+#pragma unroll
+                for (int a = 0; a < 2; ++a) {
+                    const int t = rg + 32 * a;
+                    const long long gt = (long long)c * C + t;
+#pragma unroll
+                    for (int w = 0; w < 4; ++w) {
+                        const int j = j0 + 4 * cg + w;
+                        RV[t * TW + 4 * cg + w] = t < C && gt < length && j < dv ? v[(s * length + gt) * dv + j] : T(0);
+                    }
+                }
+            } else if (st == n1 + n2) {
+#pragma unroll
+                for (int a = 0; a < 2; ++a)
+#pragma unroll
+                    for (int w = 0; w < 4; ++w) RV[(rg + 32 * a) * TW + 4 * cg + w] = acc[a][w];
+            }
+#pragma unroll
+            for (int e = 0; e < DELTA_PER; ++e) Xs[(row0 + 8 * e) * SP + lane] = next[e];
+            __syncthreads();
+            if (st + 1 < nst) {
+                fetch(c, st + 1);
+            } else if (c + 1 < nc) {
+                fetch(c + 1, 0);
+            }
+            if (st < n1) {
+                delta_slab_product<T, SP, 4>(Xs, Hs + DELTA_SLAB * st * TW, rg, cg, acc);
+                if (st == n1 - 1) {  // R = V − K̂ H (rows ≥ C are zeros); acc[0..1] then gathers V_new
+#pragma unroll
+                    for (int a = 0; a < 2; ++a)
+#pragma unroll
+                        for (int w = 0; w < 4; ++w) {
+                            RV[(rg + 32 * a) * TW + 4 * cg + w] -= acc[a][w];
+                            acc[a][w] = T(0);
+                        }
+                }
+            } else if (st < n1 + n2) {
+                delta_slab_product<T, SP, 2>(Xs, RV + DELTA_SLAB * (st - n1) * TW, rg, cg, acc);
+            } else if (st < n1 + 2 * n2) {
+                delta_slab_product<T, SP, 2>(Xs, RV + DELTA_SLAB * (st - n1 - n2) * TW, rg, cg, acc + 2);
+                if (st == n1 + 2 * n2 - 1) {  // outputs done; acc then gathers the next H
+#pragma unroll
+                    for (int a = 0; a < 2; ++a) {
+                        const int t = rg + 32 * a;
+                        const long long gt = (long long)c * C + t;
+#pragma unroll
+                        for (int w = 0; w < 4; ++w) {
+                            const int j = j0 + 4 * cg + w;
+                            if (t < C && gt < length && j < dv) out[(s * length + gt) * dv + j] = acc[2 + a][w];
+                        }
+                    }
+#pragma unroll
+                    for (int a = 0; a < 4; ++a) {
+                        const int l = rg + 32 * a;
+#pragma unroll
+                        for (int w = 0; w < 4; ++w) acc[a][w] = l < dk ? decay * Hs[l * TW + 4 * cg + w] : T(0);
+                    }
+                }
+            } else {
+                delta_slab_product<T, SP, 4>(Xs, RV + DELTA_SLAB * (st - n1 - 2 * n2) * TW, rg, cg, acc);
+                if (st == nst - 1) {  // nobody reads H between its use in [K̂; Q̂] H and here
+#pragma unroll
+                    for (int a = 0; a < 4; ++a) {
+                        const int l = rg + 32 * a;
+#pragma unroll
+                        for (int w = 0; w < 4; ++w)
+                            if (l < dk) Hs[l * TW + 4 * cg + w] = acc[a][w];
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int a = 0; a < 4; ++a) {
+        const int l = rg + 32 * a;
+#pragma unroll
+        for (int w = 0; w < 4; ++w) {
+            const int j = j0 + 4 * cg + w;
+            if (l < dk && j < dv) state[(s * dv + j) * dk + l] = acc[a][w];
+        }
+    }
+}
