@@ -3,8 +3,8 @@
 CI has no GPU; nvcc (test_cuda_sources.py) catches syntax and template errors only. Here the
 unmodified ``delta_chunk_carry`` is compiled as host C++ and launched block by block with the
 grid, thread count and shared memory ``_cupy.py`` uses. The chunk-local inputs are prepared
-on the host as ``_cupy.delta_chunked`` prepares them (T_c by forward substitution, Q Kᵀ,
-decayed keys and queries, transposed K̃), and the outputs and final state, poisoned with NaN
+on the host as ``_cupy.delta_chunked`` prepares them (T_c by forward substitution, Q Kᵀ, the
+per-step gate factors), and the outputs and final state, poisoned with NaN
 beforehand, are compared with the step-by-step float64 recurrence of MATH F3–F4 on the raw
 inputs. Cases: several chunks with a partial last chunk, chunk sizes 16, 37 and 64, d_k from
 5 to 128 (one to four key slabs), value tiles partial and several, gated and ungated, an
@@ -46,7 +46,7 @@ template <class T> void check(int count, int length, int C, int dk, int dv, bool
     for (auto& a : h0) a = r(normal(rng));
     // chunk-local inputs, as _cupy.delta_chunked prepares them
     const int nb = count * nc;
-    std::vector<T> kh(nb * C * dk), qh(nb * C * dk), tc(nb * C * C), qk(nb * C * C), kt(nb * dk * C),
+    std::vector<T> kt(nb * C * dk), qt(nb * C * dk), tc(nb * C * C), qk(nb * C * C), eg(nb * C), el(nb * C),
         last(nb), vt(v.size()), h0t(h0.size());
     std::vector<double> g(nb * C);
     for (int b = 0; b < nb; ++b) {
@@ -56,12 +56,11 @@ template <class T> void check(int count, int length, int C, int dk, int dv, bool
         last[b] = T(std::exp(gl));
         std::vector<double> a(C * C, 0.0), y(C * C, 0.0);
         for (int t = 0; t < C; ++t) {
-            const double eg = std::exp(g[b * C + t]), el = std::exp(gl - g[b * C + t]);
+            eg[b * C + t] = T(std::exp(g[b * C + t]));
+            el[b * C + t] = T(std::exp(gl - g[b * C + t]));
             for (int l = 0; l < dk; ++l) {
-                const double kv = k[(b * C + t) * dk + l], qv = q[(b * C + t) * dk + l];
-                kh[(b * C + t) * dk + l] = T(eg * kv);
-                qh[(b * C + t) * dk + l] = T(eg * qv);
-                kt[(b * dk + l) * C + t] = T(el * kv);
+                kt[(b * C + t) * dk + l] = T(k[(b * C + t) * dk + l]);
+                qt[(b * C + t) * dk + l] = T(q[(b * C + t) * dk + l]);
             }
             for (int u = 0; u < C; ++u) {
                 double qkv = 0, kkv = 0;
@@ -89,9 +88,10 @@ template <class T> void check(int count, int length, int C, int dk, int dv, bool
     const size_t shared = (size_t(hrows) * DELTA_TILE + DELTA_CMAX * DELTA_TILE
                            + DELTA_ROWS * delta_stride<T>::value) * sizeof(T);
     run_grid(count, (dv + DELTA_TILE - 1) / DELTA_TILE, DELTA_THREADS, shared, [&] {
-        delta_chunk_carry<T>(count, length, nc, C, dk, dv, kh.data(), qh.data(), tc.data(), qk.data(),
-                             kt.data(), vt.data(), gated ? g.data() : nullptr, gated ? last.data() : nullptr,
-                             h0t.data(), out.data(), state.data());
+        delta_chunk_carry<T>(count, length, nc, C, dk, dv, kt.data(), qt.data(), tc.data(), qk.data(),
+                             vt.data(), gated ? eg.data() : nullptr, gated ? el.data() : nullptr,
+                             gated ? g.data() : nullptr, gated ? last.data() : nullptr, h0t.data(),
+                             out.data(), state.data());
     });
     // float64 recurrence: S ← α S (I − β k kᵀ) + β v kᵀ, o = S q
     double worst_out = 0, worst_state = 0;

@@ -8,9 +8,10 @@ for the device.
 transform of every chunk at once (the tril family's ``ut_transform`` kernel), the unmasked
 in-chunk scores ``Q Kᵀ`` of every chunk (one batched product), and ``delta_chunk_carry``,
 which carries the state through the chunks of each sequence in order and writes the outputs
-(see ``models.cu``). ``W = T_c diag(e^g) K`` and ``Ũ = T_c V`` are never formed: the carry
-computes ``V_new = T_c (V − diag(e^g) K Sᵀ)`` per chunk, which is the same product count as
-forming ``Ũ`` and saves the ``W`` product and both round trips through memory.
+(see ``models.cu``); the gates enter as per-step factors that the kernel applies to the rows
+it reads, so no gated copy of Q or K is written. ``W = T_c diag(e^g) K`` and ``Ũ = T_c V`` are
+never formed: the carry computes ``V_new = T_c (V − diag(e^g) K Sᵀ)`` per chunk, the same
+product count as forming ``Ũ``, and saves the ``W`` product and both round trips through memory.
 """
 
 from __future__ import annotations
@@ -25,21 +26,20 @@ from ..tril._cupy import ut_transform
 _THREADS = 256
 _TILE = 32
 _CMAX = 64
-_DMAX = 128
 _ROWS = 128
 _SLAB = 32
 _SHARED_DEFAULT = 48 * 1024  # dynamic shared memory usable without an opt-in
 _MAX_DYNAMIC_SHARED_ATTRIBUTE = 8  # CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
-
-#: Largest chunk and key size ``delta_chunked`` takes (a d_k × 32 state tile per block,
-#: staged slabs of at most 128 rows); ``_chunk.py`` keeps its general form beyond them.
-MAX_CHUNK = _CMAX
-MAX_KEY = _DMAX
+_NULL = np.uint64(0)
 
 
 def _empty(shape, dtype):
     """Output allocation (tests replace it by a NaN-filled one to catch unwritten entries)."""
     return cp.empty(shape, dtype=dtype)
+
+
+def _or_null(x):
+    return _NULL if x is None else x
 
 
 def _carry_shared_bytes(dk, dtype):
@@ -73,23 +73,20 @@ def delta_chunked(q, k, v, beta, log_alpha, h0, chunk):
     lc = None if log_alpha is None else _chunks(log_alpha, chunk, nc)
     tc = ut_transform(kc, _chunks(beta, chunk, nc), lc)
     scores = qc @ cp.swapaxes(kc, -1, -2)
-    if lc is None:
-        qh, kh, kt, g, last = qc, kc, kc, None, None
-    else:
+    grow = shrink = g = last = None
+    if lc is not None:
+        # e^{g}, e^{g_last − g} and e^{g_last} per step; the kernel scales the rows it stages
         g = cp.cumsum(lc.astype(cp.float64), axis=-1)
-        grow = cp.exp(g).astype(dtype)[..., None]
-        qh, kh = qc * grow, kc * grow
-        kt = kc * cp.exp(g[:, -1:] - g).astype(dtype)[..., None]
+        grow = cp.exp(g).astype(dtype)
+        shrink = cp.exp(g[:, -1:] - g).astype(dtype)
         last = cp.exp(g[:, -1]).astype(dtype)
-    kt = cp.ascontiguousarray(cp.swapaxes(kt, -1, -2))
     kernel = get_kernel("models", "models.cu", "delta_chunk_carry", dtype)
     shared = _carry_shared_bytes(dk, dtype)
     if shared > _SHARED_DEFAULT:
         cp.cuda.driver.funcSetAttribute(kernel.ptr, _MAX_DYNAMIC_SHARED_ATTRIBUTE, shared)
-    null = np.uint64(0)
     launch(kernel, (count, -(-dv // _TILE)), _THREADS,
            (np.int64(count), np.int32(length), np.int32(nc), np.int32(chunk), np.int32(dk), np.int32(dv),
-            kh, qh, tc, scores, kt, cp.ascontiguousarray(v), null if g is None else g,
-            null if last is None else last, cp.ascontiguousarray(h0), out, state),
+            kc, qc, tc, scores, cp.ascontiguousarray(v), _or_null(grow), _or_null(shrink), _or_null(g),
+            _or_null(last), cp.ascontiguousarray(h0), out, state),
            shared_mem=shared)
     return out, state

@@ -2,15 +2,15 @@
 //
 // delta_chunk_carry: one thread block per (sequence, tile of 32 value columns) runs every chunk
 // of its sequence in order, keeping its columns of the state H = Sᵀ (d_k × 32) in shared memory.
-// With the chunk-local quantities prepared for all chunks at once (_cupy.py): T_c (the UT
-// transform, diag(β) folded in), K̂ = diag(e^g) K, Q̂ = diag(e^g) Q, K̃ᵀ = (diag(e^{g_last−g}) K)ᵀ,
-// the unmasked scores Q Kᵀ and e^{g_last}, each chunk does
+// With T_c (the UT transform, diag(β) folded in) and the unmasked scores Q Kᵀ prepared for all
+// chunks at once (_cupy.py), and K̂ = diag(e^g) K, Q̂ = diag(e^g) Q, K̃ = diag(e^{g_last−g}) K
+// formed while their slabs are staged, each chunk does
 //   1. [K̂; Q̂] H                      (2C × d_k by d_k × 32; the Q̂ half starts the output)
 //   2. V_new = T_c (V − K̂ H)          (no W = T_c K̂ is formed: W H = T_c (K̂ H))
 //   3. O = Q̂ H + (Q Kᵀ ⊙ Γ) V_new     (the scores masked to t ≥ s and decayed while staged)
 //   4. H ← e^{g_last} H + K̃ᵀ V_new.
 // All four are products of a staged slab (≤ 128 rows × 32 reduction columns) with rows of a
-// shared-memory operand; thread (rg, cg) holds rows rg + 32a and columns 4cg … 4cg + 3, so each
+// shared-memory operand (K̃ᵀ is staged from rows of K, transposed on the way); thread (rg, cg) holds rows rg + 32a and columns 4cg … 4cg + 3, so each
 // step of a product reads one row segment of 4 from each operand for 16 multiply-adds. The next
 // slab (of this chunk or the next one) is fetched into registers while the current one is used.
 #include <structla/complex.cuh>
@@ -72,18 +72,19 @@ __device__ inline void delta_slab_product(const T* __restrict__ X, const T* __re
 template <class T>
 __global__ void __launch_bounds__(256, 2) delta_chunk_carry(
     long long, int, int, int, int, int, const T* __restrict__, const T* __restrict__, const T* __restrict__,
-    const T* __restrict__, const T* __restrict__, const T* __restrict__, const double* __restrict__,
-    const T* __restrict__, const T* __restrict__, T* __restrict__, T* __restrict__);
+    const T* __restrict__, const T* __restrict__, const T* __restrict__, const T* __restrict__,
+    const double* __restrict__, const T* __restrict__, const T* __restrict__, T* __restrict__, T* __restrict__);
 
 template <typename T>
 __global__ void delta_chunk_carry(long long count, int length, int nc, int C, int dk, int dv,
-                                  const T* __restrict__ kh,     // (count, nc, C, dk): diag(e^g) K
-                                  const T* __restrict__ qh,     // (count, nc, C, dk): diag(e^g) Q
+                                  const T* __restrict__ k,      // (count, nc, C, dk): keys, zero-padded
+                                  const T* __restrict__ q,      // (count, nc, C, dk): queries, zero-padded
                                   const T* __restrict__ tc,     // (count, nc, C, C): T_c
                                   const T* __restrict__ qk,     // (count, nc, C, C): Q Kᵀ, unmasked
-                                  const T* __restrict__ kt,     // (count, nc, dk, C): K̃ᵀ
                                   const T* __restrict__ v,      // (count, length, dv)
-                                  const double* __restrict__ g, // (count, nc, C) in-chunk cumsum of log α, or null
+                                  const T* __restrict__ eg,     // (count, nc, C): e^{g}, or null (ungated)
+                                  const T* __restrict__ el,     // (count, nc, C): e^{g_last − g}, or null
+                                  const double* __restrict__ g, // (count, nc, C): in-chunk cumsum of log α, or null
                                   const T* __restrict__ last,   // (count, nc): e^{g_last}, or null
                                   const T* __restrict__ h0,     // (count, dv, dk)
                                   T* __restrict__ out,          // (count, length, dv)
@@ -116,8 +117,13 @@ __global__ void delta_chunk_carry(long long count, int length, int nc, int C, in
 #pragma unroll 4
             for (int e = 0; e < DELTA_PER; ++e) {
                 const int row = row0 + 8 * e, t = row % DELTA_CMAX;
-                const T* src = row < DELTA_CMAX ? kh : qh;
-                next[e] = t < C && l < dk ? src[(ch * C + t) * dk + l] : T(0);
+                const T* src = row < DELTA_CMAX ? k : q;
+                T x = T(0);
+                if (t < C && l < dk) {
+                    x = src[(ch * C + t) * dk + l];
+                    if (eg != nullptr) x = x * eg[ch * C + t];
+                }
+                next[e] = x;
             }
         } else if (st < n1 + n2) {
             const int col = DELTA_SLAB * (st - n1) + lane;
@@ -139,12 +145,17 @@ __global__ void delta_chunk_carry(long long count, int length, int nc, int C, in
                 }
                 next[e] = x;
             }
-        } else {
-            const int col = DELTA_SLAB * (st - n1 - 2 * n2) + lane;
+        } else {  // K̃ᵀ: read along rows of K (coalesced), stored transposed
+            const int l = tid % DELTA_ROWS;
 #pragma unroll 4
             for (int e = 0; e < DELTA_PER; ++e) {
-                const int l = row0 + 8 * e;
-                next[e] = l < dk && col < C ? kt[(ch * dk + l) * C + col] : T(0);
+                const int t = DELTA_SLAB * (st - n1 - 2 * n2) + tid / DELTA_ROWS + 2 * e;
+                T x = T(0);
+                if (l < dk && t < C) {
+                    x = k[(ch * C + t) * dk + l];
+                    if (el != nullptr) x = x * el[ch * C + t];
+                }
+                next[e] = x;
             }
         }
     };
@@ -176,8 +187,14 @@ __global__ void delta_chunk_carry(long long count, int length, int nc, int C, in
 #pragma unroll
                     for (int w = 0; w < 4; ++w) RV[(rg + 32 * a) * TW + 4 * cg + w] = acc[a][w];
             }
+            if (st < n1 + 2 * n2) {
 #pragma unroll
-            for (int e = 0; e < DELTA_PER; ++e) Xs[(row0 + 8 * e) * SP + lane] = next[e];
+                for (int e = 0; e < DELTA_PER; ++e) Xs[(row0 + 8 * e) * SP + lane] = next[e];
+            } else {
+#pragma unroll
+                for (int e = 0; e < DELTA_PER; ++e)
+                    Xs[(tid % DELTA_ROWS) * SP + tid / DELTA_ROWS + 2 * e] = next[e];
+            }
             __syncthreads();
             if (st + 1 < nst) {
                 fetch(c, st + 1);
