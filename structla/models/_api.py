@@ -181,8 +181,9 @@ _COMMON_PARAMETERS = """chunk_size : int, optional
         ``"chunk"``: the chunkwise form. ``"tril"``: the whole sequence as one structured
         triangular system of the tril family. ``"auto"`` (default): the recurrence on the
         CPU for states up to 128×128 (it keeps the state in cache), else the chunkwise
-        form; on the GPU the tril form when the tril family has GPU kernels, else the
-        chunkwise form.
+        form; on the GPU the chunkwise form for the delta rules with d_k ≤ 128 (its chunk
+        loop is one kernel), else the tril form when the tril family has GPU kernels, else
+        the chunkwise form.
     check_finite : bool, optional
         Check for NaN/Inf (log-gates may be -inf). Default True on NumPy, False on CuPy."""
 
