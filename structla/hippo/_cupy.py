@@ -2,12 +2,15 @@
 
 Inputs arrive from ``_api`` as CuPy arrays flattened to one batch axis and cast to
 complex64/complex128 (``dt`` to the matching real dtype). Everything runs on CuPy's
-current stream; nothing synchronises with the host.
+current stream; nothing synchronises with the host. The kernel already applies the 1/L of
+the inverse DFT and the spectrum is a private scratch array, so the inverse FFT runs
+unnormalised and in place of its input: two launches per call, no copy, no scaling pass.
 """
 
 from __future__ import annotations
 
 import cupy
+import cupyx.scipy.fft
 import numpy as np
 
 from .._core.cuda import get_kernel, launch
@@ -17,6 +20,7 @@ __all__ = ["generating_kernel", "ssm_kernel_dplr"]
 
 #: Must equal ``NODES_PER_THREAD`` in hippo.cu: nodes each thread keeps in registers.
 NODES_PER_THREAD = 4
+#: Must equal ``THREADS`` in hippo.cu (the kernels' launch bounds).
 THREADS = 128
 #: Must equal ``MAX_RANK`` in hippo.cu; higher ranks use ``_reference`` (batched solves).
 MAX_RANK = 2
@@ -24,9 +28,9 @@ MAX_RANK = 2
 MAX_GRID_Y = 65535
 
 
-def _grid(count: int, nodes: int) -> tuple[int, int]:
+def _grid(count: int, regular: int) -> tuple[int, int]:
     tile = THREADS * NODES_PER_THREAD
-    return (-(-nodes // tile), min(count, MAX_GRID_Y))
+    return (-(-regular // tile), min(count, MAX_GRID_Y))
 
 
 def generating_kernel(Lambda, P, B, Ct, dt, length, *, conj_pairs, real):
@@ -37,22 +41,28 @@ def generating_kernel(Lambda, P, B, Ct, dt, length, *, conj_pairs, real):
                                             conj_pairs=conj_pairs, real=real)
     nodes = length // 2 + 1 if real else length
     spectrum = cupy.empty((count, nodes), dtype=Lambda.dtype)
-    _spectrum_into(Lambda, P, B, Ct, dt, length, conj_pairs, spectrum)
+    _spectrum_into(Lambda, P, B, Ct, dt, length, conj_pairs, spectrum, scale=1 / length)
     if real:
-        return cupy.fft.irfft(spectrum, n=length, axis=-1).astype(Lambda.real.dtype, copy=False)
-    return cupy.fft.ifft(spectrum, n=length, axis=-1).astype(Lambda.dtype, copy=False)
+        return cupyx.scipy.fft.irfft(spectrum, n=length, norm="forward", overwrite_x=True)
+    return cupyx.scipy.fft.ifft(spectrum, n=length, norm="forward", overwrite_x=True)
 
 
-def _spectrum_into(Lambda, P, B, Ct, dt, length, conj_pairs, out):
-    """Launch the fused kernel writing every entry of ``out`` (count, nodes): ``K̂(ω_l)``."""
+def _spectrum_into(Lambda, P, B, Ct, dt, length, conj_pairs, out, *, scale=1.0):
+    """Launch the fused kernel writing every entry of ``out`` (count, nodes): ``scale·K̂(ω_l)``."""
     count, rank, M = P.shape
     nodes = out.shape[1]
+    # The Nyquist node (even L, inside the output) is written apart from the tiled regular nodes.
+    regular = nodes - (length % 2 == 0 and length // 2 < nodes)
     real_dtype = np.finfo(Lambda.dtype).dtype
     kernel = get_kernel("hippo", "hippo.cu", f"dplr_spectrum_rank{rank}", real_dtype)
-    launch(kernel, _grid(count, nodes), THREADS,
-           (*(cupy.ascontiguousarray(x) for x in (Lambda, P, B, Ct)),
-            cupy.ascontiguousarray(dt, dtype=real_dtype), out, np.int32(count), np.int32(M),
-            np.int32(length), np.int32(nodes), np.int32(bool(conj_pairs))))
+    launch(kernel, _grid(count, regular), THREADS,
+           (*(_contiguous(x) for x in (Lambda, P, B, Ct)),
+            _contiguous(dt.astype(real_dtype, copy=False)), out, np.int32(count), np.int32(M),
+            np.int32(length), np.int32(nodes), np.int32(bool(conj_pairs)), real_dtype.type(scale)))
+
+
+def _contiguous(x):
+    return x if x.flags.c_contiguous else cupy.ascontiguousarray(x)
 
 
 def ssm_kernel_dplr(Lambda, P, B, C, dt, length, *, conj_pairs, c_tilde, real):

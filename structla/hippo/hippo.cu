@@ -2,31 +2,68 @@
 //
 // For channel `row` and frequency node l (ω_l = e^{-2πil/L}, τ_l = tan(πl/L), g_l = i·t_l with
 // t_l = 2τ_l/Δ) the kernel writes
-//     out[row, l] = (1 + iτ_l) · [k00 − k01 (I + k11)⁻¹ k10],   k_uv = Σ_i u_i v_i / (g_l − λ_i),
+//     out[row, l] = scale · (1 + iτ_l) · [k00 − k01 (I + k11)⁻¹ k10],   k_uv = Σ_i u_i v_i / (g_l − λ_i),
 // u ∈ (C̃, P̄_0, ...), v ∈ (B, P_0, ...), i.e. the (r+1)² Cauchy sums sharing the denominator g − λ_i,
-// and the Nyquist node (2l = L, g = ∞) by its limit (Δ/2)·C̃ᵀB. The caller applies one (i)rfft.
+// and the Nyquist node (2l = L, g = ∞) by its limit scale·(Δ/2)·C̃ᵀB. The caller applies one
+// unnormalised inverse (r)FFT and passes scale = 1/L, so no separate scaling pass is needed.
 //
-// With conj_pairs the stored modes stand for (λ, λ̄) pairs and a pair contributes
+// Per pole λ = λr + iλi and node, with d1 = t − λi, d2 = t + λi:
+//   |g − λ|² = λr² + d1²,  |g − λ̄|² = λr² + d2²,  (g − λ)(g − λ̄) = λr² − d1·d2 − 2iλr·t.
+// Without conj_pairs a pole contributes a/(g − λ) = a·(−λr − i·d1)/|g − λ|². With conj_pairs the
+// stored modes stand for (λ, λ̄) pairs and a pair contributes
 //     a/(g − λ) + ā/(g − λ̄) = (2Re(a)·g − 2Re(aλ̄)) / ((g − λ)(g − λ̄)),
-// one reciprocal for two poles. The denominator grows like t²; it is scaled by σ² = 1/max(1, |t|)²
-// so that |den|² never overflows in float.
+// whose inverse denominator is (λr² − d1·d2 + 2iλr·t)/(|g − λ|²·|g − λ̄|²): in float two
+// approximate reciprocals (one SFU instruction each, applied one after the other so that the
+// product never under- or overflows: |g − λ| up to 2^63), in double one division. Every sum then
+// gains two real coefficients times two real weights per part: c1·x1 + c2·x2 (real), c1·y1 + c2·y2
+// (imaginary), the coefficients (c1, c2) = (Re a, Im a), or (2Re(aλ̄), 2Re(a)) for pairs.
 //
 // Layout as cauchy.cu: one block handles one channel and a tile of NODES_PER_THREAD * blockDim.x
-// nodes; thread t owns nodes tile_start + t + q * blockDim.x (coalesced stores). The poles and the
-// real numerator coefficients (c1, c2) are computed once per block into shared memory in chunks
-// of POLE_CHUNK; every thread streams over them keeping its 2·(r+1)² partial sums per node in
-// registers. Channels beyond gridDim.y are covered by a grid-stride loop. Rank ≤ MAX_RANK.
+// regular nodes (the Nyquist node is not one of them: thread 0 of the first tile writes it), so
+// the tiles divide the L/2 regular nodes of an rfft of power-of-two length exactly; thread t owns
+// nodes tile_start + t + q * blockDim.x (coalesced stores). The poles (λr, λi, λr², 2λr) and the
+// coefficients are computed once per block into shared memory in chunks of POLE_CHUNK, each
+// pole's values contiguous (vector loads); every thread streams over them keeping its 2·(r+1)²
+// partial sums per node in registers. Channels beyond gridDim.y are covered by a grid-stride loop.
+// Rank ≤ MAX_RANK.
 //
 // structla-dtypes: float32 float64
 #include <structla/complex.cuh>
 
 namespace structla_hippo {
 constexpr int NODES_PER_THREAD = 4;  // = NODES_PER_THREAD in _cupy.py
+constexpr int THREADS = 128;         // = THREADS in _cupy.py (launch bounds)
 constexpr int POLE_CHUNK = 64;
 constexpr int MAX_RANK = 2;          // = MAX_RANK in _cupy.py
 
-__device__ inline float reciprocal(float x) { return __frcp_rn(x); }
-__device__ inline double reciprocal(double x) { return 1.0 / x; }
+// 1/p for p > 0: in float the SFU's reciprocal (about one ulp, one instruction, subnormals
+// flushed: p below 2^-126 means a node on a pole); the host emulation divides.
+__device__ inline float inverse(float p) {
+#ifdef __CUDA_ARCH__
+    float r;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(p));
+    return r;
+#else
+    return 1.0f / p;
+#endif
+}
+__device__ inline double inverse(double p) { return 1.0 / p; }
+// 1/(p·q) for p, q > 0 as two factors (a, b), to be applied as (x·a)·b.
+__device__ inline void inverse_product(float p, float q, float* a, float* b) {
+    *a = inverse(p);
+    *b = inverse(q);
+}
+__device__ inline void inverse_product(double p, double q, double* a, double* b) {
+    *a = 1.0 / (p * q);
+    *b = 1.0;
+}
+// 1/z = z̄/|z|² with one correctly rounded division: the Woodbury denominators 1 + k11 are of
+// moderate size (no need for Smith's scaling, which costs three divisions).
+template <typename T>
+__device__ inline sl::complex<T> reciprocal(sl::complex<T> z) {
+    const T w = T(1) / (z.re * z.re + z.im * z.im);
+    return sl::complex<T>(z.re * w, -z.im * w);
+}
 __device__ inline void sin_cos_pi(float x, float* s, float* c) { sincospif(x, s, c); }
 __device__ inline void sin_cos_pi(double x, double* s, double* c) { sincospi(x, s, c); }
 
@@ -51,22 +88,23 @@ __device__ void dplr_spectrum_rank(const sl::complex<T>* __restrict__ Lambda,
                                    const sl::complex<T>* __restrict__ B,
                                    const sl::complex<T>* __restrict__ Ct, const T* __restrict__ dt,
                                    sl::complex<T>* __restrict__ out, int count, int M, int length,
-                                   int nodes, int conj_pairs, T* sh_re, T* sh_im, T* sh_c) {
+                                   int nodes, int conj_pairs, T scale, T* sh_pole, T* sh_c) {
     typedef sl::complex<T> C;
     constexpr int S = (RANK + 1) * (RANK + 1);
+    // Even L with the Nyquist node among the outputs: regular node j is node j, or j + 1 past L/2.
+    const bool nyquist = length % 2 == 0 && length / 2 < nodes;
+    const long long regular = nodes - (nyquist ? 1 : 0);
     const long long first = (long long)blockIdx.x * blockDim.x * NODES_PER_THREAD + threadIdx.x;
     for (int row = blockIdx.y; row < count; row += gridDim.y) {
         const T step = dt[row];
-        T tau[NODES_PER_THREAD], t[NODES_PER_THREAD], sigma[NODES_PER_THREAD];
+        T tau[NODES_PER_THREAD], t[NODES_PER_THREAD];
         T ar[NODES_PER_THREAD][S], ai[NODES_PER_THREAD][S];
 #pragma unroll
         for (int q = 0; q < NODES_PER_THREAD; ++q) {
-            const long long l = first + (long long)q * blockDim.x;
-            const bool regular = l < nodes && 2 * l != length;
-            tau[q] = regular ? node_tangent<T>(l, length) : T(0);
+            const long long j = first + (long long)q * blockDim.x;
+            const long long l = j + (nyquist && 2 * j >= length ? 1 : 0);
+            tau[q] = j < regular ? node_tangent<T>(l, length) : T(0);
             t[q] = T(2) * tau[q] / step;
-            const T magnitude = t[q] < T(0) ? -t[q] : t[q];
-            sigma[q] = T(1) / (magnitude > T(1) ? magnitude : T(1));
 #pragma unroll
             for (int k = 0; k < S; ++k) {
                 ar[q][k] = 0;
@@ -94,107 +132,135 @@ __device__ void dplr_spectrum_rank(const sl::complex<T>* __restrict__ Lambda,
                     for (int v = 0; v <= RANK; ++v) {
                         const C a = left[u] * right[v];
                         const int k = u * (RANK + 1) + v;
-                        // conj_pairs: numerator 2Re(a)·g − 2Re(aλ̄); else a = c1 + i·c2.
-                        sh_c[k * POLE_CHUNK + i] = conj_pairs ? T(2) * (a.re * lam.re + a.im * lam.im) : a.re;
-                        sh_c[(S + k) * POLE_CHUNK + i] = conj_pairs ? T(2) * a.re : a.im;
+                        sh_c[i * 2 * S + 2 * k] = conj_pairs ? T(2) * (a.re * lam.re + a.im * lam.im) : a.re;
+                        sh_c[i * 2 * S + 2 * k + 1] = conj_pairs ? T(2) * a.re : a.im;
                     }
                 }
-                sh_re[i] = lam.re;
-                sh_im[i] = lam.im;
+                sh_pole[4 * i] = lam.re;
+                sh_pole[4 * i + 1] = lam.im;
+                sh_pole[4 * i + 2] = lam.re * lam.re;
+                sh_pole[4 * i + 3] = T(2) * lam.re;
             }
             __syncthreads();
+            if (conj_pairs) {
 #pragma unroll 1
-            for (int i = 0; i < m; ++i) {
-                const T lr = sh_re[i], li = sh_im[i];
+                for (int i = 0; i < m; ++i) {
+                    const T lr = sh_pole[4 * i], li = sh_pole[4 * i + 1];
+                    const T lr2 = sh_pole[4 * i + 2], lr_twice = sh_pole[4 * i + 3];
+                    T c[2 * S];
 #pragma unroll
-                for (int q = 0; q < NODES_PER_THREAD; ++q) {
-                    // Each sum gains c1·x1 + c2·x2 (real part) and c1·y1 + c2·y2 (imaginary part).
-                    T x1, x2, y1, y2;
-                    if (conj_pairs) {
-                        // σ²·(g − λ)(g − λ̄) = dr − i·di;  term = (−c1 + i·t·c2)/((g − λ)(g − λ̄)).
-                        const T s = sigma[q], ts = t[q] * s;
-                        const T d1 = fma(-li, s, ts), d2 = fma(li, s, ts), rs = lr * s;
-                        const T dr = fma(rs, rs, -d1 * d2);
-                        const T di = T(2) * lr * (ts * s);
-                        const T w = reciprocal(fma(dr, dr, di * di));  // σ² applied at the end
-                        const T er = dr * w, ei = di * w;
-                        x1 = -er;
-                        x2 = -t[q] * ei;
-                        y1 = -ei;
-                        y2 = t[q] * er;
-                    } else {
-                        // 1/(g − λ) = (dr − i·di)/(dr² + di²) with g − λ = dr + i·di.
-                        const T dr = -lr, di = t[q] - li;
-                        const T w = reciprocal(fma(dr, dr, di * di));
-                        const T er = dr * w, ei = -di * w;
-                        x1 = er;
-                        x2 = -ei;
-                        y1 = ei;
-                        y2 = er;
+                    for (int k = 0; k < 2 * S; ++k) c[k] = sh_c[i * 2 * S + k];
+#pragma unroll
+                    for (int q = 0; q < NODES_PER_THREAD; ++q) {
+                        const T d1 = t[q] - li, d2 = t[q] + li;
+                        T a, b;
+                        inverse_product(fma(d1, d1, lr2), fma(d2, d2, lr2), &a, &b);
+                        // 1/((g − λ)(g − λ̄)) = er + i·ei; term = (−c1 + i·t·c2)·(er + i·ei).
+                        const T er = (fma(-d1, d2, lr2) * a) * b;
+                        const T ei = ((lr_twice * t[q]) * a) * b;
+                        const T x1 = -er, x2 = -t[q] * ei, y1 = -ei, y2 = t[q] * er;
+#pragma unroll
+                        for (int k = 0; k < S; ++k) {
+                            ar[q][k] = fma(c[2 * k], x1, fma(c[2 * k + 1], x2, ar[q][k]));
+                            ai[q][k] = fma(c[2 * k], y1, fma(c[2 * k + 1], y2, ai[q][k]));
+                        }
                     }
+                }
+            } else {
+#pragma unroll 1
+                for (int i = 0; i < m; ++i) {
+                    const T lr = sh_pole[4 * i], li = sh_pole[4 * i + 1];
+                    const T lr2 = sh_pole[4 * i + 2];
+                    T c[2 * S];
 #pragma unroll
-                    for (int k = 0; k < S; ++k) {
-                        const T c1 = sh_c[k * POLE_CHUNK + i], c2 = sh_c[(S + k) * POLE_CHUNK + i];
-                        ar[q][k] = fma(c1, x1, fma(c2, x2, ar[q][k]));
-                        ai[q][k] = fma(c1, y1, fma(c2, y2, ai[q][k]));
+                    for (int k = 0; k < 2 * S; ++k) c[k] = sh_c[i * 2 * S + k];
+#pragma unroll
+                    for (int q = 0; q < NODES_PER_THREAD; ++q) {
+                        // 1/(g − λ) = er + i·ei = (−λr − i·d1)/(λr² + d1²).
+                        const T d1 = t[q] - li;
+                        const T w = inverse(fma(d1, d1, lr2));
+                        const T er = -lr * w, ei = -d1 * w;
+#pragma unroll
+                        for (int k = 0; k < S; ++k) {
+                            ar[q][k] = fma(c[2 * k], er, fma(c[2 * k + 1], -ei, ar[q][k]));
+                            ai[q][k] = fma(c[2 * k], ei, fma(c[2 * k + 1], er, ai[q][k]));
+                        }
                     }
                 }
             }
         }
 #pragma unroll
         for (int q = 0; q < NODES_PER_THREAD; ++q) {
-            const long long l = first + (long long)q * blockDim.x;
-            if (l >= nodes) continue;
-            C value;
-            if (2 * l == length) {
-                // Nyquist node: the limit (Δ/2)·C̃ᵀB over the whole system.
-                C sum(0);
-                for (int i = 0; i < M; ++i) {
-                    const C a = Ct[(long long)row * M + i] * B[(long long)row * M + i];
-                    sum += conj_pairs ? C(T(2) * a.re) : a;
-                }
-                value = sum * (step / T(2));
-            } else {
-                const T scale = conj_pairs ? sigma[q] * sigma[q] : T(1);
-                C k[S];
+            const long long j = first + (long long)q * blockDim.x;
+            if (j >= regular) continue;
+            const long long l = j + (nyquist && 2 * j >= length ? 1 : 0);
+            C k[S];
 #pragma unroll
-                for (int j = 0; j < S; ++j) k[j] = C(ar[q][j] * scale, ai[q][j] * scale);
-                C resolvent;
-                if (RANK == 0) {
-                    resolvent = k[0];
-                } else if (RANK == 1) {
-                    resolvent = k[0] - k[1] * k[2] / (C(1) + k[3]);
-                } else {
-                    // (I + k11) x = k10 by Cramer's rule; sums k = u·3 + v.
-                    const C m00 = C(1) + k[4], m01 = k[5], m10 = k[7], m11 = C(1) + k[8];
-                    const C det = m00 * m11 - m01 * m10;
-                    const C x0 = (m11 * k[3] - m01 * k[6]) / det;
-                    const C x1 = (m00 * k[6] - m10 * k[3]) / det;
-                    resolvent = k[0] - k[1] * x0 - k[2] * x1;
-                }
-                value = C(T(1), tau[q]) * resolvent;
+            for (int s = 0; s < S; ++s) k[s] = C(ar[q][s], ai[q][s]);
+            C resolvent;
+            if (RANK == 0) {
+                resolvent = k[0];
+            } else if (RANK == 1) {
+                resolvent = k[0] - k[1] * k[2] * reciprocal(C(1) + k[3]);
+            } else {
+                // (I + k11) x = k10 by Cramer's rule; sums k = u·3 + v.
+                const C m00 = C(1) + k[4], m01 = k[5], m10 = k[7], m11 = C(1) + k[8];
+                const C inverse_det = reciprocal(m00 * m11 - m01 * m10);
+                const C x0 = (m11 * k[3] - m01 * k[6]) * inverse_det;
+                const C x1 = (m00 * k[6] - m10 * k[3]) * inverse_det;
+                resolvent = k[0] - k[1] * x0 - k[2] * x1;
             }
-            out[(long long)row * nodes + l] = value;
+            out[(long long)row * nodes + l] = C(scale, scale * tau[q]) * resolvent;
+        }
+        if (nyquist && blockIdx.x == 0 && threadIdx.x == 0) {
+            // Nyquist node: the limit (Δ/2)·C̃ᵀB over the whole system.
+            C sum(0);
+            for (int i = 0; i < M; ++i) {
+                const C a = Ct[(long long)row * M + i] * B[(long long)row * M + i];
+                sum += conj_pairs ? C(T(2) * a.re) : a;
+            }
+            out[(long long)row * nodes + length / 2] = sum * (scale * step / T(2));
         }
     }
 }
 }  // namespace structla_hippo
 
-// out (count, nodes): the spectrum K̂(ω_l), l < nodes (L/2 + 1 for an irfft, L for an ifft).
-// Lambda, B, Ct: (count, M); P: (count, rank, M); dt: (count,); all contiguous. One kernel per
-// rank r ≤ MAX_RANK, so that each gets only the registers its (r+1)² sums need.
+// out (count, nodes): scale·K̂(ω_l), l < nodes (L/2 + 1 for an irfft, L for an ifft).
+// Lambda, B, Ct: (count, M); P: (count, rank, M); dt: (count,); all contiguous. Grid: x covers
+// the regular nodes (nodes minus the Nyquist node when it is one of them) in tiles of
+// NODES_PER_THREAD·blockDim.x, y the channels. One kernel per rank r ≤ MAX_RANK, so that each
+// gets only the registers its (r+1)² sums need. Launch bounds on these declarations (the
+// definitions below keep the form the loader looks for).
+template <class T>
+__global__ void __launch_bounds__(structla_hippo::THREADS) dplr_spectrum_rank0(
+    const sl::complex<T>* __restrict__, const sl::complex<T>* __restrict__,
+    const sl::complex<T>* __restrict__, const sl::complex<T>* __restrict__, const T* __restrict__,
+    sl::complex<T>* __restrict__, int, int, int, int, int, T);
+template <class T>
+__global__ void __launch_bounds__(structla_hippo::THREADS) dplr_spectrum_rank1(
+    const sl::complex<T>* __restrict__, const sl::complex<T>* __restrict__,
+    const sl::complex<T>* __restrict__, const sl::complex<T>* __restrict__, const T* __restrict__,
+    sl::complex<T>* __restrict__, int, int, int, int, int, T);
+template <class T>
+__global__ void __launch_bounds__(structla_hippo::THREADS) dplr_spectrum_rank2(
+    const sl::complex<T>* __restrict__, const sl::complex<T>* __restrict__,
+    const sl::complex<T>* __restrict__, const sl::complex<T>* __restrict__, const T* __restrict__,
+    sl::complex<T>* __restrict__, int, int, int, int, int, T);
+
 template <typename T>
 __global__ void dplr_spectrum_rank0(const sl::complex<T>* __restrict__ Lambda,
                                     const sl::complex<T>* __restrict__ P,
                                     const sl::complex<T>* __restrict__ B,
                                     const sl::complex<T>* __restrict__ Ct,
                                     const T* __restrict__ dt, sl::complex<T>* __restrict__ out,
-                                    int count, int M, int length, int nodes, int conj_pairs) {
+                                    int count, int M, int length, int nodes, int conj_pairs,
+                                    T scale) {
     using namespace structla_hippo;
     constexpr int S = 1;
-    __shared__ T sh_re[POLE_CHUNK], sh_im[POLE_CHUNK], sh_c[2 * S * POLE_CHUNK];
-    dplr_spectrum_rank<T, 0>(Lambda, P, B, Ct, dt, out, count, M, length, nodes, conj_pairs,
-                              sh_re, sh_im, sh_c);
+    __shared__ __align__(16) T sh_pole[4 * POLE_CHUNK];
+    __shared__ __align__(16) T sh_c[2 * S * POLE_CHUNK];
+    dplr_spectrum_rank<T, 0>(Lambda, P, B, Ct, dt, out, count, M, length, nodes, conj_pairs, scale,
+                              sh_pole, sh_c);
 }
 
 template <typename T>
@@ -203,12 +269,14 @@ __global__ void dplr_spectrum_rank1(const sl::complex<T>* __restrict__ Lambda,
                                     const sl::complex<T>* __restrict__ B,
                                     const sl::complex<T>* __restrict__ Ct,
                                     const T* __restrict__ dt, sl::complex<T>* __restrict__ out,
-                                    int count, int M, int length, int nodes, int conj_pairs) {
+                                    int count, int M, int length, int nodes, int conj_pairs,
+                                    T scale) {
     using namespace structla_hippo;
     constexpr int S = 4;
-    __shared__ T sh_re[POLE_CHUNK], sh_im[POLE_CHUNK], sh_c[2 * S * POLE_CHUNK];
-    dplr_spectrum_rank<T, 1>(Lambda, P, B, Ct, dt, out, count, M, length, nodes, conj_pairs,
-                              sh_re, sh_im, sh_c);
+    __shared__ __align__(16) T sh_pole[4 * POLE_CHUNK];
+    __shared__ __align__(16) T sh_c[2 * S * POLE_CHUNK];
+    dplr_spectrum_rank<T, 1>(Lambda, P, B, Ct, dt, out, count, M, length, nodes, conj_pairs, scale,
+                              sh_pole, sh_c);
 }
 
 template <typename T>
@@ -217,10 +285,12 @@ __global__ void dplr_spectrum_rank2(const sl::complex<T>* __restrict__ Lambda,
                                     const sl::complex<T>* __restrict__ B,
                                     const sl::complex<T>* __restrict__ Ct,
                                     const T* __restrict__ dt, sl::complex<T>* __restrict__ out,
-                                    int count, int M, int length, int nodes, int conj_pairs) {
+                                    int count, int M, int length, int nodes, int conj_pairs,
+                                    T scale) {
     using namespace structla_hippo;
     constexpr int S = 9;
-    __shared__ T sh_re[POLE_CHUNK], sh_im[POLE_CHUNK], sh_c[2 * S * POLE_CHUNK];
-    dplr_spectrum_rank<T, 2>(Lambda, P, B, Ct, dt, out, count, M, length, nodes, conj_pairs,
-                              sh_re, sh_im, sh_c);
+    __shared__ __align__(16) T sh_pole[4 * POLE_CHUNK];
+    __shared__ __align__(16) T sh_c[2 * S * POLE_CHUNK];
+    dplr_spectrum_rank<T, 2>(Lambda, P, B, Ct, dt, out, count, M, length, nodes, conj_pairs, scale,
+                              sh_pole, sh_c);
 }
