@@ -213,9 +213,14 @@ __global__ void delta_chunk_carry(long long count, int length, int nc, int C, in
                         }
                 }
             } else if (st < n1 + n2) {
-                delta_slab_product<T, SP, 2>(Xs, RV + DELTA_SLAB * (st - n1) * TW, rg, cg, acc);
+                // T_c and the scores are lower triangular: rows < 32 of the second slab are zeros
+                const T* B = RV + DELTA_SLAB * (st - n1) * TW;
+                if (st == n1) delta_slab_product<T, SP, 2>(Xs, B, rg, cg, acc);
+                else delta_slab_product<T, SP, 1>(Xs + 32 * SP, B, rg, cg, acc + 1);
             } else if (st < n1 + 2 * n2) {
-                delta_slab_product<T, SP, 2>(Xs, RV + DELTA_SLAB * (st - n1 - n2) * TW, rg, cg, acc + 2);
+                const T* B = RV + DELTA_SLAB * (st - n1 - n2) * TW;
+                if (st == n1 + n2) delta_slab_product<T, SP, 2>(Xs, B, rg, cg, acc + 2);
+                else delta_slab_product<T, SP, 1>(Xs + 32 * SP, B, rg, cg, acc + 3);
                 if (st == n1 + 2 * n2 - 1) {  // outputs done; acc then gathers the next H
 #pragma unroll
                     for (int a = 0; a < 2; ++a) {
