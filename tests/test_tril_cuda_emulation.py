@@ -6,7 +6,9 @@ counts and buffers ``_cupy.py`` uses: ``tril_block_inv`` in its three memory mod
 half shared, global work buffer) for block sizes 1 … 200, ``tril_block_inv_small`` (the
 tiled kernel for C ≤ 64: padded sizes 16, 32, 64 and odd C, several key tiles, the UT
 transform with q and k one buffer), with and without λ, row/column scales and log-decays,
-and ``tril_state_scan`` / ``tril_state_scan_tiled`` with several column tiles and state sizes. Outputs are
+and ``tril_state_scan`` / ``tril_state_scan_tiled`` with several column tiles and state sizes; and
+float32 UT blocks of raw Gaussian keys (``examples/tril_raw_keys.py``) near and beyond the top of
+float32's range: the blocks that fit must come out finite and accurate. Outputs are
 poisoned with NaN and compared with a double-precision host computation. The real-GPU tests
 (``-m gpu``) remain the final word.
 """
@@ -41,11 +43,12 @@ template <class T> double eps() {
 
 // Dynamic shared memory of tril_block_inv_small, as _cupy._small_shared_bytes computes it.
 template <class T> size_t small_shared(int c, bool same) {
+    typedef typename wide_of<T>::type WT;
     const int padded = c <= 16 ? 16 : c <= 32 ? 32 : 64;
-    const int stride = small_tile<T>::stride;
+    const int stride = small_tile<WT>::stride;
     const size_t tiles = (same ? 1 : 2) * size_t(padded) * stride;
     const size_t matrix = size_t(padded) * padded + size_t(padded / 2) * (padded / 2);
-    return 8 * padded + std::max(tiles, matrix) * sizeof(T);
+    return 8 * padded + std::max(tiles, matrix) * sizeof(WT);
 }
 
 // One configuration of the block inverse in one memory mode (3: tril_block_inv_small, with
@@ -81,8 +84,7 @@ template <class T> void check_block_inv(int nb, int c, int d, int mode, bool has
         const T* qp = ut ? k.data() : q.data();
         launch(nb, 1, 256, small_shared<T>(c, ut), [&] {
             tril_block_inv_small<T>(nb, c, d, has_diag ? diag.data() : nullptr, ut ? scale.data() : nullptr,
-                                    qp, k.data(), decay ? logd.data() : nullptr,
-                                    ut ? scale.data() : nullptr, out.data());
+                                    qp, k.data(), decay ? logd.data() : nullptr, out.data());
         });
     } else {
         const int threads = c <= 128 ? 128 : 256;
@@ -90,8 +92,8 @@ template <class T> void check_block_inv(int nb, int c, int d, int mode, bool has
         const size_t shared = cum + (mode == 0 ? 2 : mode == 1 ? 1 : 0) * size_t(c) * c * sizeof(T);
         launch(nb, 1, threads, shared, [&] {
             tril_block_inv<T>(nb, c, d, mode, has_diag ? diag.data() : nullptr, ut ? scale.data() : nullptr,
-                              q.data(), k.data(), decay ? logd.data() : nullptr, ut ? scale.data() : nullptr,
-                              out.data(), mode == 2 ? work.data() : nullptr);
+                              q.data(), k.data(), decay ? logd.data() : nullptr, out.data(),
+                              mode == 2 ? work.data() : nullptr);
         });
     }
     double worst = 0;
@@ -130,6 +132,85 @@ template <class T> void check_block_inv(int nb, int c, int d, int mode, bool has
     }
     std::printf("block_inv size=%zu nb=%d C=%d d=%d mode=%d diag=%d ut=%d decay=%d ratio=%.3e\n",
                 sizeof(T), nb, c, d, mode, has_diag, ut, decay, worst);
+}
+
+// UT blocks of raw keys (examples/tril_raw_keys.py: Gaussian K, C = d = 64, β ∈ [0, 2)), float32
+// through tril_block_inv_small: exact entries up to ~1e51, so many blocks do not fit in float32.
+// Picks blocks near the top of float32's range, some whose unscaled inverse T⁻¹ (before the
+// column scale β) is beyond it, plus blocks beyond it, and checks that the blocks that fit come
+// out finite and accurate and those that do not hold a non-finite entry.
+// The reference: forward substitution in double on the float32 inputs.
+void check_raw_keys(int fit_wanted, int unscaled_wanted, int over_wanted) {
+    const int c = 64, d = 64;
+    const double big = std::numeric_limits<float>::max();
+    std::mt19937 rng(2026);
+    std::normal_distribution<double> normal;
+    std::uniform_real_distribution<double> uni(0, 2);
+    std::vector<float> k, beta;
+    std::vector<double> ref;
+    std::vector<int> kind;  // 0: fits, 1: fits but T⁻¹ does not, 2: does not fit
+    int counts[3] = {0, 0, 0};
+    const int wanted[3] = {fit_wanted, unscaled_wanted, over_wanted};
+    auto missing = [&] { return counts[0] < wanted[0] || counts[1] < wanted[1] || counts[2] < wanted[2]; };
+    for (int tries = 0; tries < 4000 && missing(); ++tries) {
+        std::vector<float> kb(c * d), bb(c);
+        for (auto& a : kb) a = float(normal(rng));
+        for (auto& a : bb) a = float(uni(rng));
+        std::vector<double> g(c * c, 0.0), y(c * c, 0.0);
+        for (int i = 0; i < c; ++i)
+            for (int l = 0; l < i; ++l)
+                for (int r = 0; r < d; ++r) g[i * c + l] += double(kb[i * d + r]) * double(kb[l * d + r]);
+        double peak = 0, unscaled = 0;
+        for (int j = 0; j < c; ++j) {
+            std::vector<double> u(c, 0.0);  // column j of T⁻¹
+            u[j] = 1;
+            for (int i = j + 1; i < c; ++i) {
+                double s = 0;
+                for (int l = j; l < i; ++l) s += g[i * c + l] * u[l];
+                u[i] = -double(bb[i]) * s;
+            }
+            for (int i = 0; i < c; ++i) {
+                y[i * c + j] = u[i] * double(bb[j]);
+                peak = std::max(peak, std::fabs(y[i * c + j]));
+                unscaled = std::max(unscaled, std::fabs(u[i]));
+            }
+        }
+        int kd = peak > 2 * big ? 2 : peak < big / 2 && peak > 1e36 ? (unscaled > big ? 1 : 0) : -1;
+        if (kd < 0 || counts[kd] >= wanted[kd]) continue;
+        ++counts[kd];
+        kind.push_back(kd);
+        k.insert(k.end(), kb.begin(), kb.end());
+        beta.insert(beta.end(), bb.begin(), bb.end());
+        ref.insert(ref.end(), y.begin(), y.end());
+    }
+    const int nb = int(kind.size());
+    std::vector<float> out(size_t(nb) * c * c, NAN);
+    launch(nb, 1, 256, small_shared<float>(c, true), [&] {
+        tril_block_inv_small<float>(nb, c, d, nullptr, beta.data(), k.data(), k.data(), nullptr, out.data());
+    });
+    double worst = missing() ? 1e300 : 0;  // too few blocks of some kind found
+    int wrong_overflow = 0;
+    for (int b = 0; b < nb; ++b) {
+        double peak = 0, error = 0;
+        bool finite = true;
+        for (int idx = 0; idx < c * c; ++idx) {
+            const double o = out[size_t(b) * c * c + idx], r = ref[size_t(b) * c * c + idx];
+            finite = finite && std::isfinite(o);
+            peak = std::max(peak, std::fabs(r));
+            error = std::max(error, std::fabs(o - r));
+        }
+        if (kind[b] == 2) {
+            wrong_overflow += finite;
+        } else {
+            // about the float32 rounding of the answer
+            const double e = error / (16 * std::numeric_limits<float>::epsilon() * peak);
+            worst = std::max(worst, e == e ? e : 1e300);
+        }
+    }
+    std::printf("raw_keys fits=%d unscaled_beyond=%d beyond=%d ratio=%.3e\n",
+                counts[0], counts[1], counts[2], worst);
+    std::printf("raw_keys beyond float32 but finite: %d of %d ratio=%d\n",
+                wrong_overflow, counts[2], wrong_overflow);
 }
 
 template <class T> void check_state_scan(int nseq, int nc, int d, int m, bool tiled = false) {
@@ -205,6 +286,7 @@ template <class T> void all_checks() {
 }
 
 int main() {
+    check_raw_keys(4, 4, 3);
     all_checks<float>();
     all_checks<double>();
     all_checks<sl::complex<float>>();
@@ -213,6 +295,7 @@ int main() {
 """
 
 CHECKS_PER_DTYPE = 28
+RAW_KEYS_CHECKS = 2
 
 
 @pytest.fixture(scope="module")
@@ -223,4 +306,4 @@ def emulation_output(tmp_path_factory):
 
 
 def test_emulated_kernels_match_double_precision(emulation_output):
-    assert_within_bounds(emulation_output, 4 * CHECKS_PER_DTYPE)
+    assert_within_bounds(emulation_output, 4 * CHECKS_PER_DTYPE + RAW_KEYS_CHECKS)

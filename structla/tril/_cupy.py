@@ -41,23 +41,25 @@ def _small_shared_bytes(c, dtype, same):
     that kernel does not apply (c > 64, or more than the 48 KiB usable without an opt-in).
 
     The layout mirrors the kernel: chunk-local sums (``padded`` doubles), then the Q and K
-    tiles, later reused for the padded matrix and the merges' scratch.
+    tiles, later reused for the padded matrix and the merges' scratch, all in double precision
+    (``wide_of<T>``: complex128 for complex data).
     """
     if c > 64:
         return None
     padded = 16 if c <= 16 else 32 if c <= 32 else 64
-    stride = 68 if dtype == np.float32 else 33  # small_tile<T>::stride of tril.cu
+    wide = 16 if dtype.kind == "c" else 8
+    stride = 17 if dtype.kind == "c" else 33  # small_tile<WT>::stride of tril.cu
     tiles = (1 if same else 2) * padded * stride
     matrix = padded * padded + (padded // 2) ** 2
-    shared = 8 * padded + max(tiles, matrix) * dtype.itemsize
+    shared = 8 * padded + max(tiles, matrix) * wide
     return shared if shared <= _SHARED_LIMIT else None
 
 
-def block_inverse(diag, rowscale, q, k, log_decay, colscale):
-    """``(diag(λ) + tril((diag(s) Q Kᵀ) ⊙ Γ, -1))⁻¹ diag(c)`` for a stack of small blocks.
+def block_inverse(diag, scale, q, k, log_decay):
+    """``(diag(λ) + diag(s) tril(Q Kᵀ ⊙ Γ, -1))⁻¹ diag(s)`` for a stack of small blocks.
 
-    ``diag``, ``rowscale``, ``colscale`` (nb, C) or None (ones); q, k (nb, C, d); log_decay
-    real (nb, C) or None. Returns (nb, C, C).
+    ``diag``, ``scale`` (nb, C) or None (ones); q, k (nb, C, d); log_decay real (nb, C) or
+    None. Returns (nb, C, C).
     """
     nb, c, d = q.shape
     dtype = q.dtype
@@ -69,8 +71,8 @@ def block_inverse(diag, rowscale, q, k, log_decay, colscale):
     if shared is not None:
         kernel = get_kernel("tril", "tril.cu", "tril_block_inv_small", dtype)
         launch(kernel, nb, _SMALL_THREADS,
-               (np.int64(nb), np.int32(c), np.int32(d), _or_null(diag), _or_null(rowscale), q, k,
-                _or_null(log_decay), _or_null(colscale), out),
+               (np.int64(nb), np.int32(c), np.int32(d), _or_null(diag), _or_null(scale), q, k,
+                _or_null(log_decay), out),
                shared_mem=shared)
         return out
     cum_bytes = -(-8 * c // 16) * 16
@@ -85,8 +87,8 @@ def block_inverse(diag, rowscale, q, k, log_decay, colscale):
     threads = 128 if c <= 128 else 256
     kernel = get_kernel("tril", "tril.cu", "tril_block_inv", dtype)
     launch(kernel, nb, threads,
-           (np.int64(nb), np.int32(c), np.int32(d), np.int32(mode), _or_null(diag), _or_null(rowscale),
-            q, k, _or_null(log_decay), _or_null(colscale), out, _or_null(work)),
+           (np.int64(nb), np.int32(c), np.int32(d), np.int32(mode), _or_null(diag), _or_null(scale),
+            q, k, _or_null(log_decay), out, _or_null(work)),
            shared_mem=shared)
     return out
 
@@ -159,7 +161,7 @@ class _Chunks:
         count, nc, c, d = self.q.shape
         g = None if self.log_decay is None else self.log_decay.reshape(count * nc, c)
         inv = block_inverse(self.diag.reshape(count * nc, c), None, self.q.reshape(count * nc, c, d),
-                            self.k.reshape(count * nc, c, d), g, None)
+                            self.k.reshape(count * nc, c, d), g)
         return inv.reshape(count, nc, c, c)
 
     def step_matrices(self, w):
@@ -247,5 +249,5 @@ def tril_dlr_inv(diag, q, k, log_decay, *, chunk=None):
 
 
 def ut_transform(k, beta, log_decay):
-    """One thread block per chunk: ``(I + tril((diag(β) K Kᵀ) ⊙ Γ, -1))⁻¹ diag(β)``."""
-    return block_inverse(None, beta, k, k, log_decay, beta)
+    """One thread block per chunk: ``(I + diag(β) tril(K Kᵀ ⊙ Γ, -1))⁻¹ diag(β)``."""
+    return block_inverse(None, beta, k, k, log_decay)

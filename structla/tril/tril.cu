@@ -1,7 +1,7 @@
 // Diagonal + low-rank triangular matrices on the GPU (MATH A2, A5, F3-F4).
 //
-// tril_block_inv: one thread block per small block T_b = diag(λ) + tril((diag(s) Q Kᵀ) ⊙ Γ, -1),
-//   writes T_b⁻¹ diag(c) (the UT transform when λ = 1, s = c = β, Q = K). Any block size C;
+// tril_block_inv: one thread block per small block T_b = diag(λ) + diag(s) tril(Q Kᵀ ⊙ Γ, -1),
+//   writes T_b⁻¹ diag(s) (the UT transform when λ = 1, s = β, Q = K). Any block size C;
 //   the matrix and its inverse live in shared memory when they fit, else in global memory.
 // tril_block_inv_small: the same for C ≤ 64, tiled (Gram matrix in registers, inverse by
 //   merging 16×16 diagonal blocks); the fast path of the UT transform and the chunked solve.
@@ -40,11 +40,10 @@ template <> struct narrow_to<sl::complex<double>> {
 template <typename T>
 __global__ void tril_block_inv(long long nblocks, int C, int d, int mode,
                                const T* __restrict__ diag,      // (nblocks, C) or null: ones
-                               const T* __restrict__ rowscale,  // (nblocks, C) or null: ones
+                               const T* __restrict__ scale,     // (nblocks, C) or null: ones
                                const T* __restrict__ q,         // (nblocks, C, d)
                                const T* __restrict__ k,         // (nblocks, C, d)
                                const typename sl::real_of<T>::type* __restrict__ logd,  // (nblocks, C) or null
-                               const T* __restrict__ colscale,  // (nblocks, C) or null: ones
                                T* __restrict__ out,             // (nblocks, C, C)
                                T* __restrict__ work) {          // (nblocks, C, C) when mode == 2
     // mode 0: A and Y in shared memory; 1: A in shared, Y in out; 2: A in work, Y in out.
@@ -72,12 +71,16 @@ __global__ void tril_block_inv(long long nblocks, int C, int d, int mode,
         }
     }
     __syncthreads();
+    // A = tril(Q Kᵀ ⊙ Γ, -1) + diag(λ), without the scale s (see the substitution); the Gram
+    // sums in wide_of<T>, as in tril_block_inv_small
+    typedef typename wide_of<T>::type W;
     for (long long idx = tid; idx < CC; idx += nt) {
         const int i = (int)(idx / C), j = (int)(idx - (long long)i * C);
         T v = T(0);
         if (i > j) {
-            for (int r = 0; r < d; ++r) v = sl::fma_acc(v, qb[(long long)i * d + r], kb[(long long)j * d + r]);
-            if (rowscale != nullptr) v = v * rowscale[b * C + i];
+            W g = W(0);
+            for (int r = 0; r < d; ++r) g = sl::fma_acc(g, widen(qb[(long long)i * d + r]), widen(kb[(long long)j * d + r]));
+            v = narrow_to<T>::from(g);
             if (logd != nullptr) v = v * (R)exp((R)(cum[i] - cum[j]));
         } else if (i == j) {
             v = diag != nullptr ? diag[b * C + i] : T(1);
@@ -85,27 +88,24 @@ __global__ void tril_block_inv(long long nblocks, int C, int d, int mode,
         A[idx] = v;
     }
     __syncthreads();
-    // Forward substitution, one column of the inverse per thread (columns are independent).
-    typedef typename wide_of<T>::type W;
+    // Forward substitution for Y = (diag(λ) + diag(s) A)⁻¹ diag(s), one column per thread
+    // (columns are independent): y_ij = s_i (δ_ij − Σ_{l<i} A_il y_lj) / λ_i. Every stored
+    // entry is an entry of the answer, so a small s_i leaves no unscaled entry out of range.
     for (int j = tid; j < C; j += nt) {
         for (int i = 0; i < j; ++i) Y[(long long)i * C + j] = T(0);
-        Y[(long long)j * C + j] = narrow_to<T>::from(W(1) / widen(A[(long long)j * C + j]));
-        for (int i = j + 1; i < C; ++i) {
-            W s = W(0);
+        for (int i = j; i < C; ++i) {
+            W s = i == j ? W(1) : W(0);
             const T* Ai = A + (long long)i * C;
-            for (int l = j; l < i; ++l) s = sl::fma_acc(s, widen(Ai[l]), widen(Y[(long long)l * C + j]));
-            Y[(long long)i * C + j] = narrow_to<T>::from(-s / widen(Ai[i]));
+            for (int l = j; l < i; ++l) s = sl::fma_acc(s, -widen(Ai[l]), widen(Y[(long long)l * C + j]));
+            if (diag != nullptr) s = s / widen(Ai[i]);
+            if (scale != nullptr) s = s * widen(scale[b * C + i]);
+            Y[(long long)i * C + j] = narrow_to<T>::from(s);
         }
     }
-    __syncthreads();
-    if (mode == 0 || colscale != nullptr) {
+    if (mode == 0) {
+        __syncthreads();
         T* ob = out + b * CC;
-        for (long long idx = tid; idx < CC; idx += nt) {
-            const int j = (int)(idx % C);
-            T v = Y[idx];
-            if (colscale != nullptr) v = v * colscale[b * C + j];
-            ob[idx] = v;
-        }
+        for (long long idx = tid; idx < CC; idx += nt) ob[idx] = Y[idx];
     }
 }
 
@@ -116,64 +116,61 @@ __global__ void tril_block_inv(long long nblocks, int C, int d, int mode,
 //   1. the Gram matrix Q Kᵀ from tiles of Q and K columns in shared memory, each thread holding
 //      a register tile of rows ty + 16a and columns tx + 16c (conflict-free reads; the tiles
 //      with c > a lie above the diagonal and are skipped);
-//   2. scales and decays (exponent differences of chunk-local sums, never exp of a sum), the
-//      matrix written once into shared memory over the dead tiles;
-//   3. the 16×16 diagonal blocks inverted by forward substitution in registers;
-//   4. merges X₂₁ = −X₂₂ (A₂₁ X₁₁) of neighbouring diagonal blocks of 16, 32 (inverse of a
-//      2×2 block lower-triangular matrix), two small products per level over explicit zeros
-//      above the diagonal (uniform loops, vector reads of rows);
-//   5. coalesced stores of T_b⁻¹ diag(c).
-// Sums run in T: every block Xᵢⱼ formed is a block of the final inverse.
+//   2. decays (exponent differences of chunk-local sums, never exp of a sum), the unscaled
+//      L = tril(Q Kᵀ ⊙ Γ, -1) + diag(s / λ) written once into shared memory over the dead tiles;
+//   3. the 16×16 diagonal blocks of X = T_b⁻¹ diag(s) by forward substitution in registers,
+//      y_i = s_i (δ_ic − Σ_{l<i} L_il y_l) / λ_i;
+//   4. merges X₂₁ = −X₂₂ (L₂₁ X₁₁) of neighbouring diagonal blocks of 16, 32 (with T₂₁ = S₂L₂₁,
+//      X₂₁ S₁ = −(X₂₂S₂) L₂₁ (X₁₁S₁): every stored block is a block of the scaled answer, so a
+//      small s never leaves an unscaled block beyond the range), two small products per level
+//      over explicit zeros above the diagonal;
+//   5. coalesced stores of X.
+// Everything runs in wide_of<T> (double for single-precision data): with raw keys a UT block's
+// Gram entries lose about log2(d) bits to float32 sums, which its conditioning then multiplies,
+// and the merge products' partial sums can leave float32's range although the answer fits.
+// The data is widened once on its way into shared memory (a conversion is slower than an FMA).
 // ---------------------------------------------------------------------------------------------
 
-// Columns of Q and K per shared-memory tile and the tiles' row stride: float rows are 16-byte
-// aligned for vector reads (stride ≡ 4 mod 32 spreads 16 consecutive rows over all banks); other
-// types are read one by one (odd stride). Mirrored by _cupy._small_shared_bytes.
-template <typename T> struct small_tile { static constexpr int width = 32, stride = 33; };
-template <> struct small_tile<float> { static constexpr int width = 64, stride = 68; };
-
-template <typename T> __device__ inline void load4(const T* p, T (&v)[4]) {
-    v[0] = p[0]; v[1] = p[1]; v[2] = p[2]; v[3] = p[3];
-}
-template <> __device__ inline void load4<float>(const float* p, float (&v)[4]) {
-    const float4 x = *reinterpret_cast<const float4*>(p);
-    v[0] = x.x; v[1] = x.y; v[2] = x.z; v[3] = x.w;
-}
+// Columns of Q and K per shared-memory tile (64 rows) and the tiles' row stride: an odd stride
+// of 8-byte entries (and 17 of 16-byte ones) spreads 16 consecutive rows over all banks.
+// Mirrored by _cupy._small_shared_bytes.
+template <typename WT> struct small_tile { static constexpr int width = 32, stride = 33; };
+template <> struct small_tile<sl::complex<double>> { static constexpr int width = 16, stride = 17; };
 
 constexpr int SMALL_THREADS = 256;
 
 template <typename T, int CP>
 __device__ void small_block_inv(long long b, int C, int d,
-                                const T* __restrict__ diag, const T* __restrict__ rowscale,
+                                const T* __restrict__ diag, const T* __restrict__ scale,
                                 const T* __restrict__ q, const T* __restrict__ k,
                                 const typename sl::real_of<T>::type* __restrict__ logd,
-                                const T* __restrict__ colscale, T* __restrict__ out,
-                                unsigned char* smem) {
+                                T* __restrict__ out, unsigned char* smem) {
     typedef typename sl::real_of<T>::type R;
+    typedef typename wide_of<T>::type WT;
     constexpr int NT = CP / 16;  // register tile edge
-    constexpr int W = small_tile<T>::width, S = small_tile<T>::stride;
+    constexpr int W = small_tile<WT>::width, S = small_tile<WT>::stride;
     const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
     double* cum = reinterpret_cast<double*>(smem);
-    T* Qs = reinterpret_cast<T*>(smem + CP * sizeof(double));
+    WT* Qs = reinterpret_cast<WT*>(smem + CP * sizeof(double));
     const bool same = q == k;
-    T* Ks = same ? Qs : Qs + CP * S;
-    T* X = Qs;                 // CP×CP, over the tiles once the Gram matrix is in registers
-    T* tmp = X + CP * CP;      // CP/2 × CP/2 scratch of the merges
+    WT* Ks = same ? Qs : Qs + CP * S;
+    WT* X = Qs;                 // CP×CP, over the tiles once the Gram matrix is in registers
+    WT* tmp = X + CP * CP;      // CP/2 × CP/2 scratch of the merges
     const T* qb = q + b * (long long)C * d;
     const T* kb = k + b * (long long)C * d;
 
-    if (tid == 0) {
+    if (logd != nullptr && tid == 0) {
         double s = 0.0;
         for (int i = 0; i < CP; ++i) {
-            if (logd != nullptr && i < C) s += (double)logd[b * C + i];
+            if (i < C) s += (double)logd[b * C + i];
             cum[i] = s;
         }
     }
-    T acc[NT][NT];
+    WT acc[NT][NT];
 #pragma unroll
     for (int a = 0; a < NT; ++a)
 #pragma unroll
-        for (int c = 0; c < NT; ++c) acc[a][c] = T(0);
+        for (int c = 0; c < NT; ++c) acc[a][c] = WT(0);
     for (int r0 = 0; r0 < d; r0 += W) {
         __syncthreads();  // previous tile consumed
 #pragma unroll 4
@@ -182,24 +179,25 @@ __device__ void small_block_inv(long long b, int C, int d,
             const int row = idx / W, col = idx % W;
             const bool inside = row < C && r0 + col < d;
             const long long at = (long long)row * d + r0 + col;
-            Qs[row * S + col] = inside ? qb[at] : T(0);
-            if (!same) Ks[row * S + col] = inside ? kb[at] : T(0);
+            Qs[row * S + col] = inside ? widen(qb[at]) : WT(0);
+            if (!same) Ks[row * S + col] = inside ? widen(kb[at]) : WT(0);
         }
         __syncthreads();
         const int width = min(W, d - r0);
 #pragma unroll 1
         for (int r = 0; r < width; r += 4) {  // columns past d are zeros in the tile
-            T qa[NT][4], kc[NT][4];
 #pragma unroll
-            for (int a = 0; a < NT; ++a) load4(Qs + (ty + 16 * a) * S + r, qa[a]);
+            for (int u = 0; u < 4; ++u) {
+                WT qa[NT], kc[NT];
 #pragma unroll
-            for (int c = 0; c < NT; ++c) load4(Ks + (tx + 16 * c) * S + r, kc[c]);
+                for (int a = 0; a < NT; ++a) qa[a] = Qs[(ty + 16 * a) * S + r + u];
 #pragma unroll
-            for (int u = 0; u < 4; ++u)
+                for (int c = 0; c < NT; ++c) kc[c] = Ks[(tx + 16 * c) * S + r + u];
 #pragma unroll
                 for (int a = 0; a < NT; ++a)
 #pragma unroll
-                    for (int c = 0; c <= a; ++c) acc[a][c] = sl::fma_acc(acc[a][c], qa[a][u], kc[c][u]);
+                    for (int c = 0; c <= a; ++c) acc[a][c] = sl::fma_acc(acc[a][c], qa[a], kc[c]);
+            }
         }
     }
     __syncthreads();  // tiles dead: X may overwrite them
@@ -209,37 +207,41 @@ __device__ void small_block_inv(long long b, int C, int d,
 #pragma unroll
         for (int c = 0; c < NT; ++c) {
             const int j = tx + 16 * c;
-            T v = T(0);
+            WT v = WT(0);
             if (i >= C || j >= C) {
-                if (i == j) v = T(1);
+                if (i == j) v = WT(1);
             } else if (i > j) {
                 v = acc[a][c];
-                if (rowscale != nullptr) v = v * rowscale[b * C + i];
-                if (logd != nullptr) v = v * (R)exp((R)(cum[i] - cum[j]));
+                // the decay factor in R (an exp per entry; its rounding is that of storing T)
+                if (logd != nullptr) v = v * (double)(R)exp((R)(cum[i] - cum[j]));
             } else if (i == j) {
-                v = diag != nullptr ? diag[b * C + i] : T(1);
+                // the diagonal holds the factor s_i / λ_i of the substitution (the merges read
+                // only blocks below the diagonal blocks)
+                if (scale != nullptr) v = widen(scale[b * C + i]);
+                else v = WT(1);
+                if (diag != nullptr) v = v / widen(diag[b * C + i]);
             }
             X[i * CP + j] = v;
         }
     }
     __syncthreads();
-    // Diagonal blocks of 16: thread (block p, column c) solves L_pp y = e_c in registers.
+    // Diagonal blocks of 16: thread (block p, column c) solves (Λ + S L)_pp y = s_c e_c in registers.
     {
-        T y[16];
+        WT y[16];
         const int p = tid / 16, c = tid % 16;
         if (p < NT) {
-            const T* L = X + (16 * p) * CP + 16 * p;
+            const WT* L = X + (16 * p) * CP + 16 * p;
 #pragma unroll
             for (int i = 0; i < 16; ++i) {
-                T s = i == c ? T(1) : T(0);
+                WT s = i == c ? WT(1) : WT(0);
 #pragma unroll
                 for (int l = 0; l < i; ++l) s = s - L[i * CP + l] * y[l];
-                y[i] = s / L[i * CP + i];
+                y[i] = s * L[i * CP + i];
             }
         }
         __syncthreads();
         if (p < NT) {
-            T* Y = X + (16 * p) * CP + 16 * p;
+            WT* Y = X + (16 * p) * CP + 16 * p;
 #pragma unroll
             for (int i = 0; i < 16; ++i) Y[i * CP + c] = y[i];
         }
@@ -256,24 +258,16 @@ __device__ void small_block_inv(long long b, int C, int d,
         const int g = J / s, j = J % s;
         const int c0 = 2 * g * s, r0 = c0 + s;
         const int rows = s / ISTEP;
-        T part[MAXR];
-        // tmp = A₂₁ X₁₁
+        WT part[MAXR];
+        // tmp = L₂₁ X₁₁
 #pragma unroll
-        for (int t = 0; t < MAXR; ++t) part[t] = T(0);
-#pragma unroll 2
-        for (int l = 0; l < s; l += 4) {
-            T x[4];
+        for (int t = 0; t < MAXR; ++t) part[t] = WT(0);
+#pragma unroll 4
+        for (int l = 0; l < s; ++l) {
+            const WT x = X[(c0 + l) * CP + c0 + j];
 #pragma unroll
-            for (int u = 0; u < 4; ++u) x[u] = X[(c0 + l + u) * CP + c0 + j];
-#pragma unroll
-            for (int t = 0; t < MAXR; ++t) {
-                if (t < rows) {
-                    T a[4];
-                    load4(X + (r0 + i0 + t * ISTEP) * CP + c0 + l, a);
-#pragma unroll
-                    for (int u = 0; u < 4; ++u) part[t] = sl::fma_acc(part[t], a[u], x[u]);
-                }
-            }
+            for (int t = 0; t < MAXR; ++t)
+                if (t < rows) part[t] = sl::fma_acc(part[t], X[(r0 + i0 + t * ISTEP) * CP + c0 + l], x);
         }
 #pragma unroll
         for (int t = 0; t < MAXR; ++t)
@@ -281,21 +275,13 @@ __device__ void small_block_inv(long long b, int C, int d,
         __syncthreads();
         // X₂₁ = −X₂₂ tmp
 #pragma unroll
-        for (int t = 0; t < MAXR; ++t) part[t] = T(0);
-#pragma unroll 2
-        for (int l = 0; l < s; l += 4) {
-            T x[4];
+        for (int t = 0; t < MAXR; ++t) part[t] = WT(0);
+#pragma unroll 4
+        for (int l = 0; l < s; ++l) {
+            const WT x = tmp[l * HALF + J];
 #pragma unroll
-            for (int u = 0; u < 4; ++u) x[u] = tmp[(l + u) * HALF + J];
-#pragma unroll
-            for (int t = 0; t < MAXR; ++t) {
-                if (t < rows) {
-                    T a[4];
-                    load4(X + (r0 + i0 + t * ISTEP) * CP + r0 + l, a);
-#pragma unroll
-                    for (int u = 0; u < 4; ++u) part[t] = sl::fma_acc(part[t], a[u], x[u]);
-                }
-            }
+            for (int t = 0; t < MAXR; ++t)
+                if (t < rows) part[t] = sl::fma_acc(part[t], X[(r0 + i0 + t * ISTEP) * CP + r0 + l], x);
         }
 #pragma unroll
         for (int t = 0; t < MAXR; ++t)
@@ -305,38 +291,34 @@ __device__ void small_block_inv(long long b, int C, int d,
     T* ob = out + b * (long long)C * C;
     for (int idx = tid; idx < C * C; idx += SMALL_THREADS) {
         const int i = idx / C, j = idx - i * C;
-        T v = X[i * CP + j];
-        if (colscale != nullptr) v = v * colscale[b * C + j];
-        ob[idx] = v;
+        ob[idx] = narrow_to<T>::from(X[i * CP + j]);
     }
 }
 
-// Declared with its launch bounds (≤ 64 registers for float: four blocks per SM); the
-// definition below is the one the loader instantiates.
+// Declared with its launch bounds (≤ 64 registers: four blocks per SM); the definition below
+// is the one the loader instantiates.
 template <class T>
 __global__ void __launch_bounds__(256, 4) tril_block_inv_small(
     long long, int, int, const T* __restrict__, const T* __restrict__, const T* __restrict__,
-    const T* __restrict__, const typename sl::real_of<T>::type* __restrict__, const T* __restrict__,
-    T* __restrict__);
+    const T* __restrict__, const typename sl::real_of<T>::type* __restrict__, T* __restrict__);
 
 template <typename T>
 __global__ void tril_block_inv_small(long long nblocks, int C, int d,
-                                     const T* __restrict__ diag,      // (nblocks, C) or null: ones
-                                     const T* __restrict__ rowscale,  // (nblocks, C) or null: ones
-                                     const T* __restrict__ q,         // (nblocks, C, d)
-                                     const T* __restrict__ k,         // (nblocks, C, d)
+                                     const T* __restrict__ diag,   // (nblocks, C) or null: ones
+                                     const T* __restrict__ scale,  // (nblocks, C) or null: ones
+                                     const T* __restrict__ q,      // (nblocks, C, d)
+                                     const T* __restrict__ k,      // (nblocks, C, d)
                                      const typename sl::real_of<T>::type* __restrict__ logd,
-                                     const T* __restrict__ colscale,  // (nblocks, C) or null: ones
-                                     T* __restrict__ out) {           // (nblocks, C, C)
+                                     T* __restrict__ out) {        // (nblocks, C, C)
     STRUCTLA_DYNAMIC_SHARED(smem);
     const long long b = blockIdx.x;
     if (b >= nblocks) return;
     if (C <= 16) {
-        small_block_inv<T, 16>(b, C, d, diag, rowscale, q, k, logd, colscale, out, smem);
+        small_block_inv<T, 16>(b, C, d, diag, scale, q, k, logd, out, smem);
     } else if (C <= 32) {
-        small_block_inv<T, 32>(b, C, d, diag, rowscale, q, k, logd, colscale, out, smem);
+        small_block_inv<T, 32>(b, C, d, diag, scale, q, k, logd, out, smem);
     } else {
-        small_block_inv<T, 64>(b, C, d, diag, rowscale, q, k, logd, colscale, out, smem);
+        small_block_inv<T, 64>(b, C, d, diag, scale, q, k, logd, out, smem);
     }
 }
 
@@ -373,6 +355,14 @@ __global__ void tril_state_scan(long long nseq, int nc, int d, int m, int tile,
         Z = Zn;
         Zn = t;
     }
+}
+
+template <typename T> __device__ inline void load4(const T* p, T (&v)[4]) {
+    v[0] = p[0]; v[1] = p[1]; v[2] = p[2]; v[3] = p[3];
+}
+template <> __device__ inline void load4<float>(const float* p, float (&v)[4]) {
+    const float4 x = *reinterpret_cast<const float4*>(p);
+    v[0] = x.x; v[1] = x.y; v[2] = x.z; v[3] = x.w;
 }
 
 // tril_state_scan_tiled: tril_state_scan for d ≤ 128 with the work in registers. One thread
