@@ -1,4 +1,4 @@
-"""scan.cu's selective scan run on the CPU: every CUDA thread is a host thread.
+"""scan.cu's and selective.cu's selective scans run on the CPU: every CUDA thread is a host thread.
 
 CI has no GPU. Compiling with nvcc (test_cuda_sources.py) catches syntax and template errors,
 not wrong indexing, chunking, tile staging, carried states or warp scans. Here the unmodified
@@ -23,6 +23,7 @@ from cuda_emulation import PRELUDE, assert_within_bounds, build_and_run
 
 FAMILY = Path(__file__).resolve().parent.parent / "structla" / "scan"
 SOURCE = FAMILY / "scan.cu"
+SEQUENTIAL_SOURCE = FAMILY / "selective.cu"
 
 
 def _launch_constant(name: str) -> int:
@@ -33,8 +34,11 @@ def _launch_constant(name: str) -> int:
 
 HARNESS = PRELUDE + r"""
 #include SCAN_CU
+#include SEQUENTIAL_CU
 
 const int SHARED = SHARED_BYTES_PY;
+// _cupy.py's _sequential_shared.
+size_t sequential_shared(int warps, int itemsize) { return SEQUENTIAL_SHARED_PY; }
 
 template <class F> void launch(unsigned gx, unsigned gy, int threads, F kernel) {
     run_grid(gx, gy, threads, SHARED, kernel);
@@ -63,9 +67,17 @@ int warps_for(int dim, int per_b, bool var_b, int per_c, bool var_c) {
     return 1;
 }
 
+// _cupy.py's _sequential_warps: ≤ 4 warps of 8 channels dividing D and both group sizes (0: none).
+int sequential_warps(int dim, int per_b, int per_c) {
+    for (int w : {4, 2, 1})
+        if (dim % (8 * w) == 0 && per_b % (8 * w) == 0 && per_c % (8 * w) == 0) return w;
+    return 0;
+}
+
+// kernel 0: selective_scan_chunked (scan.cu), 1: selective_scan_sequential (selective.cu).
 template <class T>
 void check(const char* name, int batch, int dim, int n, long long L, int b_kind, int c_kind, int groups,
-           bool options, bool misaligned) {
+           bool options, bool misaligned, int kernel = 0) {
     typedef typename sl::real_of<T>::type R;
     const bool cplx = is_complex<T>();
     std::mt19937 rng(batch * 1000 + dim * 100 + n * 10 + L);
@@ -102,11 +114,32 @@ void check(const char* name, int batch, int dim, int n, long long L, int b_kind,
     using namespace scan_detail;
     const int flags = (vec_io ? SEL_VEC_IO : 0) | (vec_bc ? SEL_VEC_BC : 0)
                       | (options ? SEL_HAS_D | SEL_HAS_Z | SEL_HAS_BIAS | SEL_SOFTPLUS | SEL_HAS_H0 : 0);
-    launch(dim / warps, batch, 32 * warps, [&] {
-        selective_scan_chunked<T>(u, delta, A.data(), B.data(), C.data(), D.data(), z, bias.data(),
-                                  state.data(), y, dim, L, n, lb.sb, lb.sg, lb.sn, lb.st, lb.per,
-                                  lc.sb, lc.sg, lc.sn, lc.st, lc.per, flags);
-    });
+    bool overrun = false;
+    int launched = warps;
+    if (kernel == 0) {
+        launch(dim / warps, batch, 32 * warps, [&] {
+            selective_scan_chunked<T>(u, delta, A.data(), B.data(), C.data(), D.data(), z, bias.data(),
+                                      state.data(), y, dim, L, n, lb.sb, lb.sg, lb.sn, lb.st, lb.per,
+                                      lc.sb, lc.sg, lc.sn, lc.st, lc.per, flags);
+        });
+        const size_t need = 2 * 2 * scan_detail::SEL_STATES * 32 * scan_detail::Sel<T>::SEG * sizeof(T);
+        overrun = need > (size_t)SHARED;
+    } else if constexpr (std::is_same_v<T, R>) {
+        // Real states, N ≤ 16, time-varying B and C only (the host sends the rest to kernel 0).
+        launched = sequential_warps(dim, lb.per, lc.per);
+        if (n > seq_detail::MAX_STATES || !var_b || !var_c || launched == 0) {
+            std::printf("selective %s: not a sequential case ratio=1e300\n", name);
+            return;
+        }
+        const size_t shared = sequential_shared(launched, sizeof(T));
+        run_grid(dim / (8 * launched), batch, 32 * launched, shared, [&] {
+            selective_scan_sequential<T>(u, delta, A.data(), B.data(), C.data(), D.data(), z, bias.data(),
+                                         state.data(), y, dim, L, n, lb.sb, lb.sg, lb.per,
+                                         lc.sb, lc.sg, lc.per, flags);
+        });
+        using seq_detail::Smem;
+        overrun = (size_t)(Smem<T>::BC + launched * Smem<T>::WARP) * sizeof(T) > shared;
+    }
     const double eps = std::numeric_limits<R>::epsilon();
     const double factor = 16 * eps;
     double worst = 0;
@@ -153,11 +186,10 @@ void check(const char* name, int batch, int dim, int n, long long L, int b_kind,
             }
         }
     }
-    const size_t need = 2 * 2 * scan_detail::SEL_STATES * 32 * scan_detail::Sel<T>::SEG * sizeof(T);
-    if (need > (size_t)SHARED) worst = 1e300;  // the kernel would overrun what _cupy.py asks for
-    std::printf("selective %s batch=%d D=%d N=%d L=%lld B=%d C=%d options=%d misaligned=%d warps=%d "
-                "ratio=%.3e\n", name, batch, dim, n, L, b_kind, c_kind, (int)options, (int)misaligned, warps,
-                worst);
+    if (overrun) worst = 1e300;  // the kernel would overrun what _cupy.py asks for
+    std::printf("selective %s kernel=%d batch=%d D=%d N=%d L=%lld B=%d C=%d options=%d misaligned=%d "
+                "warps=%d ratio=%.3e\n", name, kernel, batch, dim, n, L, b_kind, c_kind, (int)options,
+                (int)misaligned, launched, worst);
 }
 
 int main() {
@@ -186,17 +218,38 @@ int main() {
     for (long long L : {1LL, 127LL, 128LL, 129LL, 400LL})
         check<D>("c128", 1, 2, 5, L, 0, 0, 1, true, false);
     check<D>("c128", 2, 2, 2, 100, 2, 1, 1, true, false);
+    // The sequential kernel, float32: 32 steps per chunk, partial sums added every 16 steps.
+    for (long long L : {1LL, 2LL, 15LL, 16LL, 17LL, 31LL, 32LL, 33LL, 64LL, 65LL, 300LL})
+        check<float>("f32", 2, 8, 16, L, 0, 0, 1, true, false, 1);
+    check<float>("f32", 1, 8, 16, 256, 0, 0, 1, false, false, 1);   // no options: y = Σ C·h only
+    check<float>("f32", 1, 8, 5, 100, 0, 0, 1, true, false, 1);     // padding states
+    check<float>("f32", 1, 8, 1, 40, 0, 0, 1, false, false, 1);
+    check<float>("f32", 1, 64, 16, 70, 0, 0, 1, true, false, 1);    // 4 warps, 2 blocks
+    check<float>("f32", 2, 32, 12, 96, 1, 1, 2, true, false, 1);    // grouped B and C: 2 warps per block
+    check<float>("f32", 1, 16, 16, 130, 0, 0, 1, true, true, 1);    // unaligned inputs: plain copies
+    check<float>("f32", 1, 8, 16, 34, 0, 0, 1, true, false, 1);     // L not whole packs of 16 bytes
+    // float64: 16 steps per chunk.
+    for (long long L : {1LL, 15LL, 16LL, 17LL, 100LL})
+        check<double>("f64", 1, 16, 16, L, 0, 0, 1, true, false, 1);
+    check<double>("f64", 2, 8, 7, 50, 1, 1, 1, false, false, 1);
 }
 """
 
-EXPECTED_CHECKS = (10 + 9) + (5 + 1) + (5 + 1) + (5 + 1)  # the check<...> calls of main()
+# The check<...> calls of main(): chunked f32, f64, c64, c128; sequential f32, f64.
+EXPECTED_CHECKS = (10 + 9) + (5 + 1) + (5 + 1) + (5 + 1) + (11 + 7) + (5 + 1)
 
 
 @pytest.fixture(scope="module")
 def emulation_output(tmp_path_factory):
     # _cupy.py: two buffers of the B and C tiles.
     shared = 2 * 2 * _launch_constant("_SELECTIVE_STATES") * 32 * _launch_constant("_SELECTIVE_LANE_BYTES")
-    harness = HARNESS.replace("SHARED_BYTES_PY", str(shared))
+    # _cupy.py's _sequential_shared(warps, itemsize) as a C++ expression.
+    buffers, states, channels, row, group = (_launch_constant(f"_SEQUENTIAL_{name}") for name in
+                                             ("BUFFERS", "STATES", "CHANNELS", "ROW_BYTES", "GROUP"))
+    sequential = (f"{buffers * 2 * states * row} + warps * ({buffers * 3 * channels * row} + {channels * row}"
+                  f" + 32 * ({group} * itemsize + 16))")
+    harness = (HARNESS.replace("SHARED_BYTES_PY", str(shared)).replace("SEQUENTIAL_SHARED_PY", sequential)
+               .replace("SEQUENTIAL_CU", f'"{SEQUENTIAL_SOURCE}"'))
     return build_and_run(tmp_path_factory.mktemp("cuda_emulation"), harness, "SCAN_CU", SOURCE,
                          timeout=300)
 

@@ -26,6 +26,24 @@ def poisoned(cp, monkeypatch):
     return cp
 
 
+@pytest.fixture
+def sequential(poisoned, monkeypatch):
+    """selective.cu's sequential kernel for every call that fits it, whatever the channel count;
+    yields the names of the kernels launched."""
+    from structla.scan import _cupy
+
+    monkeypatch.setattr(_cupy, "_SEQUENTIAL_MIN_CHANNELS", 0)
+    launched = []
+    get_kernel = _cupy.get_kernel
+
+    def recording(family, filename, name, dtype):
+        launched.append(name)
+        return get_kernel(family, filename, name, dtype)
+
+    monkeypatch.setattr(_cupy, "get_kernel", recording)
+    return launched
+
+
 def _tol(dtype, length):
     return 1e-12 if np.dtype(dtype) in (np.float64, np.complex128) else 2e-5 * max(1.0, np.sqrt(length / 64))
 
@@ -58,6 +76,57 @@ def test_selective_scan_gpu_all_options(poisoned, length, nstate, complex_model,
     y_ref, last_ref = selective_scan_loop(u, delta, A, B, C, D, z, bias, True, h0)
     assert max_relative_error(y, y_ref) <= _tol(dtype, length)
     assert max_relative_error(last, last_ref) <= _tol(dtype, length)
+
+
+# The sequential kernel: 32 steps per chunk in float32 (16 in float64), partial sums added every 16.
+@pytest.mark.parametrize("length", (1, 2, 15, 16, 17, 31, 32, 33, 63, 64, 65, 257))
+@pytest.mark.parametrize("nstate", [1, 5, 16])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_selective_scan_gpu_sequential_kernel(sequential, length, nstate, dtype):
+    import cupy as cp
+
+    rng = np.random.default_rng(length * 5 + nstate)
+    batch, dim = 1, 16  # one block of 2 warps of 8 channels; grouped below: 2 blocks of 1 warp
+    u = random_array(rng, (batch, dim, length), dtype)
+    delta = (0.5 * random_array(rng, (batch, dim, length))).astype(dtype)
+    A = -np.exp(rng.uniform(-1, 1.5, (dim, nstate))).astype(dtype)
+    B = random_array(rng, (batch, nstate, length), dtype)
+    C = random_array(rng, (batch, nstate, length), dtype)
+    D = rng.standard_normal(dim).astype(dtype)
+    z = random_array(rng, (batch, dim, length), dtype)
+    bias = rng.standard_normal(dim).astype(dtype)
+    h0 = random_array(rng, (batch, dim, nstate), dtype)
+    args = [cp.asarray(x) for x in (u, delta, A, B, C, D, z)]
+    y, last = structla.selective_scan(*args, delta_bias=cp.asarray(bias), delta_softplus=True,
+                                      h0=cp.asarray(h0), return_state=True)
+    assert sequential == ["selective_scan_sequential"]
+    y_ref, last_ref = selective_scan_loop(u, delta, A, B, C, D, z, bias, True, h0)
+    assert max_relative_error(y, y_ref) <= _tol(dtype, length)
+    assert max_relative_error(last, last_ref) <= _tol(dtype, length)
+    # Without the options (no h0: the state is only written) and with B, C grouped.
+    Bg, Cg = (random_array(rng, (batch, 2, nstate, length), dtype) for _ in range(2))
+    y, last = structla.selective_scan(*args[:3], cp.asarray(Bg), cp.asarray(Cg), return_state=True)
+    assert sequential[-1] == "selective_scan_sequential"
+    y_ref, last_ref = selective_scan_loop(u, delta, A, Bg, Cg)
+    assert max_relative_error(y, y_ref) <= _tol(dtype, length)
+    assert max_relative_error(last, last_ref) <= _tol(dtype, length)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_selective_scan_gpu_sequential_extreme_steps(sequential, dtype):
+    import cupy as cp
+
+    rng = np.random.default_rng(2)
+    batch, dim, nstate, length = 2, 8, 16, 100
+    u, delta, A, B, C, z = extreme_selective_inputs(rng, batch, dim, nstate, length, dtype)
+    y, last = structla.selective_scan(*(cp.asarray(x) for x in (u, delta, A, B, C)), z=cp.asarray(z),
+                                      return_state=True)
+    assert sequential == ["selective_scan_sequential"]
+    assert bool(cp.isfinite(y).all()) and bool(cp.isfinite(last).all())
+    y_ref, last_ref = selective_scan_loop(u, delta, A, B, C, z=z)
+    tol = 1e-12 if dtype == "float64" else 1e-4
+    assert max_relative_error(y, y_ref) <= tol
+    assert max_relative_error(last, last_ref) <= tol
 
 
 @pytest.mark.parametrize(("b_layout", "c_layout"), [("group", "group"), ("inv", "var"), ("var", "inv"),
@@ -117,11 +186,16 @@ def test_selective_scan_gpu_unaligned_inputs(poisoned, length):
     assert max_relative_error(y, y_ref) <= _tol("float32", length)
 
 
-def test_selective_scan_gpu_benchmark_shape(poisoned):
-    """The benchmark's layout (Mamba's initialisation, N = 16, L = 2048) against float64."""
+@pytest.mark.parametrize("threshold", [0, 1 << 60], ids=["sequential", "chunked"])
+def test_selective_scan_gpu_benchmark_shape(poisoned, monkeypatch, threshold):
+    """The benchmark's layout (Mamba's initialisation, N = 16, L = 2048) against float64, in
+    both kernels (the sequential one in a block of 4 warps)."""
+    from structla.scan import _cupy
+
+    monkeypatch.setattr(_cupy, "_SEQUENTIAL_MIN_CHANNELS", threshold)
     cp = poisoned
     rng = np.random.default_rng(6)
-    batch, dim, nstate, length = 2, 16, 16, 2048
+    batch, dim, nstate, length = 2, 32, 16, 2048
     u = rng.standard_normal((batch, dim, length))
     delta = np.exp(rng.uniform(np.log(1e-3), np.log(1e-1), (batch, dim, length)))
     A = -np.tile(np.arange(1, nstate + 1, dtype=np.float64), (dim, 1))

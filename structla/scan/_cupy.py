@@ -22,9 +22,19 @@ _SELECTIVE_STATES = 4  # SEL_STATES in scan.cu: states per staged tile
 _SELECTIVE_LANE_BYTES = 80  # a lane's 64 bytes of states and 16 of padding in a tile (Sel<T>)
 # Two buffers of the B and C tiles: 40 KiB, under the 48 KiB a launch may ask without an opt-in.
 _SELECTIVE_SHARED = 2 * 2 * _SELECTIVE_STATES * 32 * _SELECTIVE_LANE_BYTES
-# Bits of the kernel's `flags` (SelFlag in scan.cu).
+# Bits of the kernels' `flags` (SelFlag in scan.cu, SeqFlag in selective.cu).
 _SEL_VEC_IO, _SEL_VEC_BC, _SEL_HAS_D, _SEL_HAS_Z, _SEL_HAS_BIAS, _SEL_SOFTPLUS, _SEL_HAS_H0 = \
     1, 2, 4, 8, 16, 32, 64
+# selective.cu's sequential kernel (seq_detail there): 4 lanes × 4 states per channel, 8 channels
+# a warp, rows of 128 bytes of steps padded to 144, two buffers of (B, C) and of (Δ, u, z) rows.
+_SEQUENTIAL_STATES = 16
+_SEQUENTIAL_CHANNELS = 8
+_SEQUENTIAL_ROW_BYTES = 144
+_SEQUENTIAL_BUFFERS = 2
+_SEQUENTIAL_GROUP = 16  # steps whose partial sums are added at a time
+# Channels (batch · D) from which every lane walking the whole sequence beats the chunked
+# kernel's warp scans: below, too few lanes to keep the GPU busy.
+_SEQUENTIAL_MIN_CHANNELS = 2048
 
 
 def _empty(shape: tuple[int, ...], dtype: Any) -> Any:
@@ -99,6 +109,24 @@ def _channels_per_block(dim: int, shared: list[int]) -> int:
     return 1
 
 
+def _sequential_warps(dim: int, shared: list[int]) -> int:
+    """Warps per block of the sequential kernel: ≤ 4 of 8 channels, one B/C group a block (0: none)."""
+    for warps in (4, 2, 1):
+        channels = _SEQUENTIAL_CHANNELS * warps
+        if dim % channels == 0 and all(per % channels == 0 for per in shared):
+            return warps
+    return 0
+
+
+def _sequential_shared(warps: int, itemsize: int) -> int:
+    """Bytes of shared memory of a sequential block (Smem in selective.cu)."""
+    bc = _SEQUENTIAL_BUFFERS * 2 * _SEQUENTIAL_STATES * _SEQUENTIAL_ROW_BYTES
+    rows = _SEQUENTIAL_BUFFERS * 3 * _SEQUENTIAL_CHANNELS * _SEQUENTIAL_ROW_BYTES  # Δ, u, z
+    du = _SEQUENTIAL_CHANNELS * _SEQUENTIAL_ROW_BYTES
+    partial = 32 * (_SEQUENTIAL_GROUP * itemsize + 16)
+    return bc + warps * (rows + du + partial)
+
+
 def _aligned(*arrays: Any, length: int) -> bool:
     """16-byte vector access is possible: aligned starts and rows of whole 16-byte packs."""
     return all(x.data.ptr % 16 == 0 for x in arrays) and (length * arrays[0].itemsize) % 16 == 0
@@ -108,10 +136,13 @@ def selective_scan(u: Any, delta: Any, A: Any, B: Any, C: Any, D: Any, z: Any,
                    delta_bias: Any, delta_softplus: bool, h0: Any) -> tuple[Any, Any]:
     """Mamba's selective scan on the GPU; returns ``(y, h_last)``.
 
-    One block per (batch, group of up to 8 channels); each warp scans one channel in
-    chunks of 64 bytes of states per lane (512 steps in float32), the state carried between
-    chunks, B and C tiles staged in shared memory for the block (see ``scan.cu``). One
-    kernel launch and two allocations: no other work is queued.
+    With real states, N ≤ 16, time-varying B and C and at least _SEQUENTIAL_MIN_CHANNELS
+    channels: selective.cu's sequential kernel, 4 lanes × 4 states per channel walking the
+    whole sequence, blocks of up to 32 channels sharing one B/C group. Otherwise scan.cu's
+    chunked kernel: one block per (batch, group of up to 8 channels), each warp scanning one
+    channel in chunks of 64 bytes of states per lane (512 steps in float32), the state
+    carried between chunks, B and C tiles staged in shared memory for the block. Either way
+    one kernel launch and two allocations: no other work is queued.
     """
     batch, dim, length = u.shape
     nstate = A.shape[1]
@@ -128,7 +159,6 @@ def selective_scan(u: Any, delta: Any, A: Any, B: Any, C: Any, D: Any, z: Any,
     C = cp.ascontiguousarray(C, dtype=state_dtype)
     strides_b, strides_c = _bc_strides(B, dim), _bc_strides(C, dim)
     varying = [M for M in (B, C) if M.shape[3] > 1]
-    warps = _channels_per_block(dim, [dim // M.shape[1] for M in varying])
     u, delta = cp.ascontiguousarray(u), cp.ascontiguousarray(delta)
     if z is not None:
         z = cp.ascontiguousarray(z, dtype=real)
@@ -138,14 +168,27 @@ def selective_scan(u: Any, delta: Any, A: Any, B: Any, C: Any, D: Any, z: Any,
              + _SEL_HAS_BIAS * (delta_bias is not None) + _SEL_SOFTPLUS * bool(delta_softplus)
              + _SEL_HAS_H0 * (h0 is not None))
     # Arrays of absent options are never read: u stands in for them.
-    args = (
+    inputs = (
         u, delta, cp.ascontiguousarray(A), B, C,
         u if D is None else cp.ascontiguousarray(D, dtype=real),
         u if z is None else z,
         u if delta_bias is None else cp.ascontiguousarray(delta_bias, dtype=real),
-        state, y, np.int32(dim), np.int64(length), np.int32(nstate), *strides_b, *strides_c,
-        np.int32(flags),
+        state, y, np.int32(dim), np.int64(length), np.int32(nstate),
     )
+    sequential = (state_dtype.kind == "f" and 0 < nstate <= _SEQUENTIAL_STATES and len(varying) == 2
+                  and batch * dim >= _SEQUENTIAL_MIN_CHANNELS)
+    warps = _sequential_warps(dim, [dim // B.shape[1], dim // C.shape[1]]) if sequential else 0
+    if warps:
+        kernel = get_kernel("scan", "selective.cu", "selective_scan_sequential", state_dtype)
+        shared = _sequential_shared(warps, state_dtype.itemsize)
+        if kernel.max_dynamic_shared_size_bytes < shared:
+            kernel.max_dynamic_shared_size_bytes = shared
+        (sb_b, sg_b, _, _, per_b), (sb_c, sg_c, _, _, per_c) = strides_b, strides_c
+        launch(kernel, (dim // (_SEQUENTIAL_CHANNELS * warps), batch), 32 * warps,
+               (*inputs, sb_b, sg_b, per_b, sb_c, sg_c, per_c, np.int32(flags)), shared_mem=shared)
+        return y, state
+    warps = _channels_per_block(dim, [dim // M.shape[1] for M in varying])
+    args = (*inputs, *strides_b, *strides_c, np.int32(flags))
     launch(get_kernel("scan", "scan.cu", "selective_scan_chunked", state_dtype), (dim // warps, batch),
            32 * warps, args, shared_mem=_SELECTIVE_SHARED)
     return y, state

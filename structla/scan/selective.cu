@@ -1,0 +1,304 @@
+// Mamba's selective scan for real states, N ≤ 16, time-varying B and C (MATH E2): the
+// sequential form, with enough channels that every lane can walk the whole sequence.
+//
+// Four lanes share a channel, lane q holding the states q, q + 4, q + 8, q + 12 in registers
+// and stepping through time: h = exp(Δa)·h + Δu·B, and its part of C·h per step. No scan over
+// lanes is needed (that costs scan.cu's chunked kernel about a third of its instructions):
+// one exponential, two multiplies and two multiply-adds per (step, state), the exponential
+// on the MUFU pipe being the bound. Every 16 steps the four partial sums of a step are added
+// through shared memory (a transpose: each lane ends with 4 whole steps of its channel) and
+// written with D·u and the silu(z) gate.
+//
+// Inputs arrive in chunks of 128 bytes of steps per row: Δ, u (and z) rows of the warp's 8
+// channels and the B, C rows of the block, copied asynchronously into shared memory one
+// chunk ahead of the computation. The block's channels share one group of B and C (the host
+// guarantees it).
+// structla-dtypes: float32 float64
+
+#ifndef STRUCTLA_DYNAMIC_SHARED
+#define STRUCTLA_DYNAMIC_SHARED(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
+
+namespace seq_detail {
+
+constexpr int QUARTERS = 4;                 // lanes per channel
+constexpr int PER_LANE = 4;                 // states per lane
+constexpr int MAX_STATES = QUARTERS * PER_LANE;
+constexpr int CHANNELS = 32 / QUARTERS;     // channels per warp
+constexpr int GROUP = 16;                   // steps whose partial sums are added at a time
+constexpr int ROW_BYTES = 128 + 16;         // a row of one chunk, padded so that rows fall on distinct banks
+constexpr int BUFFERS = 2;                  // chunks in shared memory: chunk s + 1 loads while s computes
+constexpr int IO_ARRAYS = 3;                // Δ, u, z rows
+
+// Bits of `flags` (as the chunked kernel's: _SEL_VEC_IO … _SEL_HAS_H0 in _cupy.py).
+enum SeqFlag {
+    SEQ_VEC_IO = 1,     // u, delta, z, y allow 16-byte access
+    SEQ_VEC_BC = 2,     // so do B and C
+    SEQ_HAS_D = 4,
+    SEQ_HAS_Z = 8,
+    SEQ_HAS_BIAS = 16,
+    SEQ_SOFTPLUS = 32,
+    SEQ_HAS_H0 = 64,
+};
+
+template <typename R> struct Lay {
+    static constexpr int STEPS = 128 / sizeof(R);      // steps per chunk
+    static constexpr int ROW = ROW_BYTES / sizeof(R);  // elements per padded row
+    static constexpr int PACK = 16 / sizeof(R);        // elements per 16 bytes
+    static constexpr int SCRATCH = GROUP + PACK;       // a lane's padded row of partial sums
+};
+
+template <typename R> struct alignas(16) Pack {
+    R v[16 / sizeof(R)];
+};
+
+// Shared memory of a block of `warps` warps, in elements of R (the host's _sequential_shared).
+template <typename R> struct Smem {
+    static constexpr int BC = BUFFERS * 2 * MAX_STATES * Lay<R>::ROW;  // [buffer][B, C][state][step]
+    static constexpr int IO = BUFFERS * IO_ARRAYS * CHANNELS * Lay<R>::ROW;  // [buffer][Δ, u, z][channel][step]
+    static constexpr int DU = CHANNELS * Lay<R>::ROW;                  // Δ·u of the current chunk
+    static constexpr int PARTIAL = 32 * Lay<R>::SCRATCH;                // [lane][step of the group]
+    static constexpr int WARP = IO + DU + PARTIAL;
+};
+
+// 2^x in one MUFU instruction for float (results below the normal range flush to 0, so
+// exp(Δa) underflows cleanly); double: the accurate library exp of x·ln 2 is avoided by
+// keeping the rate unscaled.
+__device__ inline float rate_of(float a) { return a * 1.4426950408889634f; }
+__device__ inline double rate_of(double a) { return a; }
+__device__ inline float step_exp(float x) {
+#ifdef __CUDA_ARCH__
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+    return r;
+#else
+    return exp2f(x);
+#endif
+}
+__device__ inline double step_exp(double x) { return exp(x); }
+
+__device__ inline float mad(float a, float b, float c) { return fmaf(a, b, c); }
+__device__ inline double mad(double a, double b, double c) { return fma(a, b, c); }
+
+template <typename R> __device__ inline R softplus(R x) { return x > R(20) ? x : log1p(exp(x)); }
+template <typename R> __device__ inline R silu(R x) { return x / (R(1) + exp(-x)); }
+
+// 16 bytes global → shared without passing through registers (cp.async, sm_80+); a thread's
+// copies form one group per commit() and are complete after wait<k>() but for the last k groups.
+__device__ inline void copy16(void* shared_dst, const void* global_src) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    unsigned dst;
+    asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(dst) : "l"(shared_dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(global_src) : "memory");
+#else
+    *static_cast<Pack<float>*>(shared_dst) = *static_cast<const Pack<float>*>(global_src);
+#endif
+}
+__device__ inline void commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+template <int LEFT> __device__ inline void wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;" ::"n"(LEFT) : "memory");
+#endif
+}
+
+// The 16 bytes of a row from step t: an asynchronous copy where allowed, else element by
+// element; steps at or past L are 0 (Δ = 0 and Δu = 0 leave the state unchanged).
+template <typename R>
+__device__ inline void stage_pack(R* dst, const R* src, long long t, long long L, int vec) {
+    constexpr int P = Lay<R>::PACK;
+    if (vec && t < L) {
+        copy16(dst, src);
+    } else {
+#pragma unroll
+        for (int e = 0; e < P; ++e) dst[e] = t + e < L ? src[e] : R(0);
+    }
+}
+
+}  // namespace seq_detail
+
+// Grid (D / (8·warps), batch), blocks of `warps` warps; warp w of block x owns the channels
+// 8·(x·warps + w) … + 7 of batch blockIdx.y, lane i the channel 8·(…) + i / 4 and the states
+// i % 4 + 4j (j < 4; states ≥ N are padding: rate 0, B = C = 0). B/C element (b, d, n, t) is
+// at b·sb + (d / per)·sg + n·L + t (sb = 0: shared across the batch). `state` (batch, D, N)
+// holds h0 on entry (with SEQ_HAS_H0) and the last state on exit. Dskip, z, bias are not read
+// unless their flag is set (any pointer will do then).
+template <typename T>
+__launch_bounds__(128) __global__ void selective_scan_sequential(
+    const T* __restrict__ u, const T* __restrict__ delta, const T* __restrict__ A,
+    const T* __restrict__ B, const T* __restrict__ C, const T* __restrict__ Dskip,
+    const T* __restrict__ z, const T* __restrict__ bias, T* __restrict__ state, T* __restrict__ y,
+    int dim, long long L, int N, long long sbB, long long sgB, int perB, long long sbC, long long sgC,
+    int perC, int flags);
+
+template <typename T>
+__global__ void selective_scan_sequential(
+    const T* __restrict__ u, const T* __restrict__ delta, const T* __restrict__ A,
+    const T* __restrict__ B, const T* __restrict__ C, const T* __restrict__ Dskip,
+    const T* __restrict__ z, const T* __restrict__ bias, T* __restrict__ state, T* __restrict__ y,
+    int dim, long long L, int N, long long sbB, long long sgB, int perB, long long sbC, long long sgC,
+    int perC, int flags) {
+    using namespace seq_detail;
+    constexpr int STEPS = Lay<T>::STEPS, ROW = Lay<T>::ROW, PACK = Lay<T>::PACK, SCRATCH = Lay<T>::SCRATCH;
+    STRUCTLA_DYNAMIC_SHARED(smem);
+    T* bc = reinterpret_cast<T*>(smem);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    const int c = lane / QUARTERS, q = lane % QUARTERS;
+    T* io = bc + Smem<T>::BC + warp * Smem<T>::WARP;  // this warp's rows
+    T* du = io + Smem<T>::IO;
+    T* partial = du + Smem<T>::DU;
+
+    const long long b = blockIdx.y;
+    const int first_channel = (blockIdx.x * warps + warp) * CHANNELS;  // of this warp
+    const int d = first_channel + c;
+    const long long row = (b * dim + d) * L;
+    const int block_channel = blockIdx.x * warps * CHANNELS;
+    const T* Bb = B + b * sbB + (long long)(block_channel / perB) * sgB;
+    const T* Cb = C + b * sbC + (long long)(block_channel / perC) * sgC;
+    const int vec_io = flags & SEQ_VEC_IO, vec_bc = flags & SEQ_VEC_BC;
+    const bool has_z = flags & SEQ_HAS_Z;
+    const T bias_d = flags & SEQ_HAS_BIAS ? bias[d] : T(0);
+    const T D_d = flags & SEQ_HAS_D ? Dskip[d] : T(0);
+
+    T h[PER_LANE], rate[PER_LANE];
+#pragma unroll
+    for (int j = 0; j < PER_LANE; ++j) {
+        const int n = q + QUARTERS * j;
+        rate[j] = n < N ? rate_of(A[(long long)d * N + n]) : T(0);
+        h[j] = n < N && flags & SEQ_HAS_H0 ? state[(b * dim + d) * N + n] : T(0);
+    }
+    // The B and C rows of the padding states stay 0 in every buffer.
+    for (int i = threadIdx.x; i < BUFFERS * 2 * (MAX_STATES - N) * ROW; i += blockDim.x) {
+        const int per_buffer = (MAX_STATES - N) * ROW;
+        const int slab = i / per_buffer, k = i % per_buffer;  // slab = buffer·2 + array
+        bc[(slab * MAX_STATES + N) * ROW + k] = T(0);
+    }
+
+    // Chunk s into buffer `buffer`: the block's B/C rows (all threads), this warp's Δ, u, z rows.
+    auto stage = [&](long long s, int buffer) {
+        const long long t0 = s * STEPS;
+        constexpr int PACKS = STEPS / PACK;  // per row (8)
+        for (int p = threadIdx.x; p < 2 * N * PACKS; p += blockDim.x) {
+            const int arr = p / (N * PACKS), n = p / PACKS % N, k = p % PACKS;
+            const T* src = (arr ? Cb : Bb) + (long long)n * L + t0 + k * PACK;
+            stage_pack(bc + ((buffer * 2 + arr) * MAX_STATES + n) * ROW + k * PACK, src, t0 + k * PACK, L, vec_bc);
+        }
+        const int arrays = has_z ? 3 : 2;
+        for (int p = lane; p < arrays * CHANNELS * PACKS; p += 32) {
+            const int arr = p / (CHANNELS * PACKS), ch = p / PACKS % CHANNELS, k = p % PACKS;
+            const T* base = arr == 0 ? delta : arr == 1 ? u : z;
+            const T* src = base + (b * dim + first_channel + ch) * L + t0 + k * PACK;
+            stage_pack(io + ((buffer * IO_ARRAYS + arr) * CHANNELS + ch) * ROW + k * PACK, src, t0 + k * PACK, L,
+                       vec_io);
+        }
+    };
+
+    // Chunk s + BUFFERS − 1 is requested before chunk s is computed; a thread's copies form one
+    // group per chunk (empty past the end, so that the count of groups in flight is uniform).
+    const long long chunks = (L + STEPS - 1) / STEPS;
+    for (int s = 0; s < BUFFERS - 1; ++s) {
+        if (s < chunks) stage(s, s);
+        commit();
+    }
+    for (long long s = 0; s < chunks; ++s) {
+        const int buffer = s % BUFFERS;
+        if (s + BUFFERS - 1 < chunks) stage(s + BUFFERS - 1, (s + BUFFERS - 1) % BUFFERS);
+        commit();
+        wait<BUFFERS - 1>();
+        __syncthreads();  // chunk s is in place for the whole block
+        const long long t0 = s * STEPS;
+        T* dt = io + (buffer * IO_ARRAYS + 0) * CHANNELS * ROW + c * ROW;
+        const T* uu = io + (buffer * IO_ARRAYS + 1) * CHANNELS * ROW + c * ROW;
+        const T* zz = io + (buffer * IO_ARRAYS + 2) * CHANNELS * ROW + c * ROW;
+        T* duc = du + c * ROW;
+        // Δ (bias, softplus) and Δ·u, once per element: lane q of a channel takes steps q, q + 4, ….
+#pragma unroll
+        for (int k = q; k < STEPS; k += QUARTERS) {
+            T step = dt[k] + bias_d;
+            if (flags & SEQ_SOFTPLUS) step = softplus(step);
+            if (t0 + k >= L) step = T(0);
+            dt[k] = step;
+            duc[k] = step * uu[k];
+        }
+        __syncwarp();
+        const T* tB = bc + (buffer * 2 * MAX_STATES + q) * ROW;
+        const T* tC = tB + MAX_STATES * ROW;
+#pragma unroll
+        for (int g = 0; g < STEPS; g += GROUP) {
+            T part[GROUP];
+#pragma unroll
+            for (int k = 0; k < GROUP; ++k) part[k] = T(0);
+#pragma unroll
+            for (int k0 = 0; k0 < GROUP; k0 += PACK) {
+                const Pack<T> dtp = *reinterpret_cast<const Pack<T>*>(dt + g + k0);
+                const Pack<T> dup = *reinterpret_cast<const Pack<T>*>(duc + g + k0);
+#pragma unroll
+                for (int j = 0; j < PER_LANE; ++j) {
+                    const Pack<T> bp = *reinterpret_cast<const Pack<T>*>(tB + QUARTERS * j * ROW + g + k0);
+                    const Pack<T> cp = *reinterpret_cast<const Pack<T>*>(tC + QUARTERS * j * ROW + g + k0);
+#pragma unroll
+                    for (int r = 0; r < PACK; ++r) {
+                        const T da = step_exp(dtp.v[r] * rate[j]);
+                        h[j] = mad(da, h[j], dup.v[r] * bp.v[r]);
+                        part[k0 + r] = mad(cp.v[r], h[j], part[k0 + r]);
+                    }
+                }
+            }
+            // The four lanes of a channel add their partial sums: lane q gets steps 4q … 4q + 3.
+            T* mine = partial + lane * SCRATCH;
+#pragma unroll
+            for (int k0 = 0; k0 < GROUP; k0 += PACK) {
+                Pack<T> v;
+#pragma unroll
+                for (int r = 0; r < PACK; ++r) v.v[r] = part[k0 + r];
+                *reinterpret_cast<Pack<T>*>(mine + k0) = v;
+            }
+            __syncwarp();
+            constexpr int OWN = GROUP / QUARTERS;  // steps of the group this lane writes (4)
+            T out[OWN];
+#pragma unroll
+            for (int e = 0; e < OWN; ++e) out[e] = T(0);
+#pragma unroll
+            for (int from = 0; from < QUARTERS; ++from) {
+                const T* theirs = partial + (c * QUARTERS + from) * SCRATCH + q * OWN;
+#pragma unroll
+                for (int e0 = 0; e0 < OWN; e0 += PACK) {
+                    const Pack<T> v = *reinterpret_cast<const Pack<T>*>(theirs + e0);
+#pragma unroll
+                    for (int r = 0; r < PACK; ++r) out[e0 + r] += v.v[r];
+                }
+            }
+            __syncwarp();  // the partial sums are overwritten by the next group
+            const int k = g + q * OWN;  // chunk step of out[0]
+#pragma unroll
+            for (int e = 0; e < OWN; ++e) {
+                if (flags & SEQ_HAS_D) out[e] = mad(D_d, uu[k + e], out[e]);
+                if (has_z) out[e] *= silu(zz[k + e]);
+            }
+            const long long t = t0 + k;
+            if (vec_io) {
+#pragma unroll
+                for (int e0 = 0; e0 < OWN; e0 += PACK) {
+                    if (t + e0 >= L) break;  // L is whole packs here
+                    Pack<T> v;
+#pragma unroll
+                    for (int r = 0; r < PACK; ++r) v.v[r] = out[e0 + r];
+                    *reinterpret_cast<Pack<T>*>(y + row + t + e0) = v;
+                }
+            } else {
+#pragma unroll
+                for (int e = 0; e < OWN; ++e)
+                    if (t + e < L) y[row + t + e] = out[e];
+            }
+        }
+        __syncthreads();  // everyone is done with this buffer before the next chunk is staged into it
+    }
+#pragma unroll
+    for (int j = 0; j < PER_LANE; ++j) {
+        const int n = q + QUARTERS * j;
+        if (n < N) state[(b * dim + d) * N + n] = h[j];
+    }
+}
