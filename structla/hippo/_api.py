@@ -9,6 +9,7 @@ result is the real kernel of the whole (real) system.
 
 from __future__ import annotations
 
+import functools
 import operator
 from typing import Any, NamedTuple
 
@@ -112,19 +113,34 @@ def _prepare(signature: str, check_finite: bool | None, *, complex_compute: bool
     if checks_finite(check_finite, xp):
         for name, value in raw.items():
             _check_finite(value, name, xp)
-    cores = [len(c) for c in parse_signature(signature)]
     flat = {}
-    for (name, value), core in zip(raw.items(), cores, strict=True):
+    for (name, value), core in zip(raw.items(), _core_ndims(signature), strict=True):
         if value is None:
             flat[name] = None
             continue
         cast = _real(work) if name == "dt" else work
-        flat[name] = batch.flatten(value.astype(cast, copy=False), core, xp)
+        if value.dtype != cast:
+            value = value.astype(cast)
+        # Operands that already have the whole batch shape only need a reshape: the common
+        # case, and on the GPU every skipped array call is host time before the first launch.
+        if value.shape[: value.ndim - core] == batch.shape:
+            flat[name] = value.reshape((batch.count, *value.shape[value.ndim - core :]))
+        else:
+            flat[name] = batch.flatten(value, core, xp)
     return xp, flat, batch, dtype
 
 
+@functools.cache
+def _core_ndims(signature: str) -> tuple[int, ...]:
+    return tuple(len(c) for c in parse_signature(signature))
+
+
 def _real(dtype: np.dtype) -> np.dtype:
-    return np.dtype(np.finfo(dtype).dtype)
+    return _REAL.get(dtype) or np.dtype(np.finfo(dtype).dtype)
+
+
+_REAL = {np.dtype(t): np.dtype(np.finfo(t).dtype)
+         for t in (np.float32, np.float64, np.complex64, np.complex128)}
 
 
 # ----------------------------------------------------------------------------- HiPPO

@@ -26,6 +26,7 @@ THREADS = 128
 MAX_RANK = 2
 #: gridDim.y limit of CUDA; more channels are covered by the kernel's grid-stride loop.
 MAX_GRID_Y = 65535
+_REAL = {np.dtype(np.complex64): np.dtype(np.float32), np.dtype(np.complex128): np.dtype(np.float64)}
 
 
 def _grid(count: int, regular: int) -> tuple[int, int]:
@@ -53,7 +54,7 @@ def _spectrum_into(Lambda, P, B, Ct, dt, length, conj_pairs, out, *, scale=1.0):
     nodes = out.shape[1]
     # The Nyquist node (even L, inside the output) is written apart from the tiled regular nodes.
     regular = nodes - (length % 2 == 0 and length // 2 < nodes)
-    real_dtype = np.finfo(Lambda.dtype).dtype
+    real_dtype = _REAL[Lambda.dtype]
     kernel = get_kernel("hippo", "hippo.cu", f"dplr_spectrum_rank{rank}", real_dtype)
     launch(kernel, _grid(count, regular), THREADS,
            (*(_contiguous(x) for x in (Lambda, P, B, Ct)),

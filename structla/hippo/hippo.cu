@@ -14,18 +14,19 @@
 //     a/(g − λ) + ā/(g − λ̄) = (2Re(a)·g − 2Re(aλ̄)) / ((g − λ)(g − λ̄)),
 // whose inverse denominator is (λr² − d1·d2 + 2iλr·t)/(|g − λ|²·|g − λ̄|²): in float two
 // approximate reciprocals (one SFU instruction each, applied one after the other so that the
-// product never under- or overflows: |g − λ| up to 2^63), in double one division. Every sum then
-// gains two real coefficients times two real weights per part: c1·x1 + c2·x2 (real), c1·y1 + c2·y2
-// (imaginary), the coefficients (c1, c2) = (Re a, Im a), or (2Re(aλ̄), 2Re(a)) for pairs.
+// product never under- or overflows: |g − λ| up to 2^63), in double one division. With the pole's
+// weight w (1/(g − λ), or the inverse pair denominator) each real coefficient c of a sum gathers
+// Σ c·w (two FMAs per pole); a sum is c1 + i·c2 with (c1, c2) = (Re a, Im a), or −c1 + i·t·c2 with
+// (c1, c2) = (2Re(aλ̄), 2Re(a)) for pairs, formed once per node at the end.
 //
 // Layout as cauchy.cu: one block handles one channel and a tile of NODES_PER_THREAD * blockDim.x
 // regular nodes (the Nyquist node is not one of them: thread 0 of the first tile writes it), so
 // the tiles divide the L/2 regular nodes of an rfft of power-of-two length exactly; thread t owns
 // nodes tile_start + t + q * blockDim.x (coalesced stores). The poles (λr, λi, λr², 2λr) and the
 // coefficients are computed once per block into shared memory in chunks of POLE_CHUNK, each
-// pole's values contiguous (vector loads); every thread streams over them keeping its 2·(r+1)²
-// partial sums per node in registers. Channels beyond gridDim.y are covered by a grid-stride loop.
-// Rank ≤ MAX_RANK.
+// pole's values contiguous (vector loads); every thread streams over them keeping its 4·(r+1)²
+// real partial sums (2 per coefficient) per node in registers. Channels beyond gridDim.y are
+// covered by a grid-stride loop. Rank ≤ MAX_RANK.
 //
 // structla-dtypes: float32 float64
 #include <structla/complex.cuh>
@@ -98,7 +99,8 @@ __device__ void dplr_spectrum_rank(const sl::complex<T>* __restrict__ Lambda,
     for (int row = blockIdx.y; row < count; row += gridDim.y) {
         const T step = dt[row];
         T tau[NODES_PER_THREAD], t[NODES_PER_THREAD];
-        T ar[NODES_PER_THREAD][S], ai[NODES_PER_THREAD][S];
+        // Per node and coefficient j: Σ c_j·w over the poles, w the pole's weight er + i·ei.
+        T xr[NODES_PER_THREAD][2 * S], xi[NODES_PER_THREAD][2 * S];
 #pragma unroll
         for (int q = 0; q < NODES_PER_THREAD; ++q) {
             const long long j = first + (long long)q * blockDim.x;
@@ -106,9 +108,9 @@ __device__ void dplr_spectrum_rank(const sl::complex<T>* __restrict__ Lambda,
             tau[q] = j < regular ? node_tangent<T>(l, length) : T(0);
             t[q] = T(2) * tau[q] / step;
 #pragma unroll
-            for (int k = 0; k < S; ++k) {
-                ar[q][k] = 0;
-                ai[q][k] = 0;
+            for (int k = 0; k < 2 * S; ++k) {
+                xr[q][k] = 0;
+                xi[q][k] = 0;
             }
         }
         for (int c0 = 0; c0 < M; c0 += POLE_CHUNK) {
@@ -145,24 +147,23 @@ __device__ void dplr_spectrum_rank(const sl::complex<T>* __restrict__ Lambda,
             if (conj_pairs) {
 #pragma unroll 1
                 for (int i = 0; i < m; ++i) {
-                    const T lr = sh_pole[4 * i], li = sh_pole[4 * i + 1];
-                    const T lr2 = sh_pole[4 * i + 2], lr_twice = sh_pole[4 * i + 3];
+                    const T li = sh_pole[4 * i + 1], lr2 = sh_pole[4 * i + 2];
+                    const T lr_twice = sh_pole[4 * i + 3];
                     T c[2 * S];
 #pragma unroll
                     for (int k = 0; k < 2 * S; ++k) c[k] = sh_c[i * 2 * S + k];
 #pragma unroll
                     for (int q = 0; q < NODES_PER_THREAD; ++q) {
+                        // w = 1/((g − λ)(g − λ̄)) = (λr² − d1·d2 + 2iλr·t)/(|g − λ|²·|g − λ̄|²).
                         const T d1 = t[q] - li, d2 = t[q] + li;
                         T a, b;
                         inverse_product(fma(d1, d1, lr2), fma(d2, d2, lr2), &a, &b);
-                        // 1/((g − λ)(g − λ̄)) = er + i·ei; term = (−c1 + i·t·c2)·(er + i·ei).
                         const T er = (fma(-d1, d2, lr2) * a) * b;
                         const T ei = ((lr_twice * t[q]) * a) * b;
-                        const T x1 = -er, x2 = -t[q] * ei, y1 = -ei, y2 = t[q] * er;
 #pragma unroll
-                        for (int k = 0; k < S; ++k) {
-                            ar[q][k] = fma(c[2 * k], x1, fma(c[2 * k + 1], x2, ar[q][k]));
-                            ai[q][k] = fma(c[2 * k], y1, fma(c[2 * k + 1], y2, ai[q][k]));
+                        for (int k = 0; k < 2 * S; ++k) {
+                            xr[q][k] = fma(c[k], er, xr[q][k]);
+                            xi[q][k] = fma(c[k], ei, xi[q][k]);
                         }
                     }
                 }
@@ -176,14 +177,14 @@ __device__ void dplr_spectrum_rank(const sl::complex<T>* __restrict__ Lambda,
                     for (int k = 0; k < 2 * S; ++k) c[k] = sh_c[i * 2 * S + k];
 #pragma unroll
                     for (int q = 0; q < NODES_PER_THREAD; ++q) {
-                        // 1/(g − λ) = er + i·ei = (−λr − i·d1)/(λr² + d1²).
+                        // w = 1/(g − λ) = (−λr − i·d1)/(λr² + d1²).
                         const T d1 = t[q] - li;
-                        const T w = inverse(fma(d1, d1, lr2));
-                        const T er = -lr * w, ei = -d1 * w;
+                        const T v = inverse(fma(d1, d1, lr2));
+                        const T er = -lr * v, ei = -d1 * v;
 #pragma unroll
-                        for (int k = 0; k < S; ++k) {
-                            ar[q][k] = fma(c[2 * k], er, fma(c[2 * k + 1], -ei, ar[q][k]));
-                            ai[q][k] = fma(c[2 * k], ei, fma(c[2 * k + 1], er, ai[q][k]));
+                        for (int k = 0; k < 2 * S; ++k) {
+                            xr[q][k] = fma(c[k], er, xr[q][k]);
+                            xi[q][k] = fma(c[k], ei, xi[q][k]);
                         }
                     }
                 }
@@ -194,9 +195,14 @@ __device__ void dplr_spectrum_rank(const sl::complex<T>* __restrict__ Lambda,
             const long long j = first + (long long)q * blockDim.x;
             if (j >= regular) continue;
             const long long l = j + (nyquist && 2 * j >= length ? 1 : 0);
+            // Sum s from its two coefficient sums: c1 + i·c2 (single poles) or −c1 + i·t·c2 (pairs).
+            const T imag_factor = conj_pairs ? t[q] : T(1), real_sign = conj_pairs ? T(-1) : T(1);
             C k[S];
 #pragma unroll
-            for (int s = 0; s < S; ++s) k[s] = C(ar[q][s], ai[q][s]);
+            for (int s = 0; s < S; ++s) {
+                k[s] = C(fma(real_sign, xr[q][2 * s], -imag_factor * xi[q][2 * s + 1]),
+                         fma(real_sign, xi[q][2 * s], imag_factor * xr[q][2 * s + 1]));
+            }
             C resolvent;
             if (RANK == 0) {
                 resolvent = k[0];
