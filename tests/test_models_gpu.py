@@ -1,10 +1,11 @@
 """The fused GPU chunk form of (gated) DeltaNet (``models/_cupy.py``, ``models.cu``) against the
 float64 step-by-step recurrence, with every output the GPU path allocates poisoned with NaN.
 
-Sizes cover what the kernel tiles: partial last chunks, chunk sizes below, at and between the
-32-wide slabs (16, 37, 64), d_k from 5 to 128 (one to four key slabs), value dimensions over
-several partial 32-column tiles, initial states, and the fallbacks beyond the kernel's bounds
-(chunk > 64, d_k > 128), which keep the general chunked form.
+Both carry kernels (32 and 16 value columns per block) run every case. Sizes cover what they
+tile: partial last chunks, chunk sizes below, at and between the 32-wide slabs (16, 37, 64), d_k
+from 5 to 128 (one to four key slabs), value dimensions over several partial column tiles,
+initial states, and the fallbacks beyond the kernels' bounds (chunk > 64, d_k > 128), which
+keep the general chunked form.
 """
 
 from __future__ import annotations
@@ -40,12 +41,20 @@ def _run(model, args, h0, cp, **kw):
     return fn(*dargs, h0=None if h0 is None else cp.asarray(h0), return_state=True, **kw)
 
 
+@pytest.fixture(params=["wide", "narrow"])
+def tiles(request, monkeypatch, poisoned):
+    """Both carry kernels: 32 value columns per block (as for large batches) and 16 (small ones)."""
+    many = request.param == "narrow"
+    monkeypatch.setattr(poisoned, "_multiprocessors", lambda device: 1 << 30 if many else 1)
+    return request.param
+
+
 @pytest.mark.parametrize("model", ["delta", "gated_delta"])
 @pytest.mark.parametrize("length, chunk, dk, dv", [
     (150, 64, 32, 16), (150, 16, 5, 3), (200, 37, 33, 70), (130, 64, 128, 128), (64, 64, 64, 40),
     (1, 64, 8, 8),
 ])
-def test_fused_chunk_form_equals_recurrence_float64(poisoned, cp, model, length, chunk, dk, dv):
+def test_fused_chunk_form_equals_recurrence_float64(tiles, cp, model, length, chunk, dk, dv):
     rng = np.random.default_rng(length + dk + dv)
     args, h0 = _problem(rng, model, batch=(3,), length=length, dk=dk, dv=dv)
     want, want_state = _oracle(model, args, h0)
@@ -56,7 +65,7 @@ def test_fused_chunk_form_equals_recurrence_float64(poisoned, cp, model, length,
 
 
 @pytest.mark.parametrize("model", ["delta", "gated_delta"])
-def test_fused_chunk_form_float32(poisoned, cp, model):
+def test_fused_chunk_form_float32(tiles, cp, model):
     rng = np.random.default_rng(5)
     args, h0 = _problem(rng, model, batch=(2, 2), length=300, dk=128, dv=128)
     args[1] /= np.linalg.norm(args[1], axis=-1, keepdims=True)

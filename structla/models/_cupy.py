@@ -16,13 +16,16 @@ product count as forming ``Ũ``, and saves the ``W`` product and both round trip
 
 from __future__ import annotations
 
+import functools
+
 import cupy as cp
 import numpy as np
 
 from .._core.cuda import get_kernel, launch
 from ..tril._cupy import ut_transform
 
-# Mirrors models.cu (DELTA_THREADS, DELTA_TILE, DELTA_CMAX, DELTA_ROWS, DELTA_SLAB, delta_stride).
+# Mirrors models.cu (DELTA_THREADS, DELTA_TILE, DELTA_CMAX, DELTA_ROWS, DELTA_SLAB, delta_stride);
+# delta_chunk_carry_narrow takes DELTA_TILE / 2 value columns per block.
 _THREADS = 256
 _TILE = 32
 _CMAX = 64
@@ -42,11 +45,16 @@ def _or_null(x):
     return _NULL if x is None else x
 
 
-def _carry_shared_bytes(dk, dtype):
-    """Shared memory of ``delta_chunk_carry``: the state tile, R/V_new, one staged slab."""
+def _carry_shared_bytes(dk, tile, dtype):
+    """Shared memory of the carry kernels: the state tile, R/V_new, one staged slab."""
     hrows = _SLAB * -(-dk // _SLAB)
     stride = _SLAB + 4 if dtype == np.float32 else _SLAB + 1
-    return (hrows * _TILE + _CMAX * _TILE + _ROWS * stride) * dtype.itemsize
+    return (hrows * tile + _CMAX * tile + _ROWS * stride) * dtype.itemsize
+
+
+@functools.cache
+def _multiprocessors(device_id):
+    return cp.cuda.Device(device_id).attributes["MultiProcessorCount"]
 
 
 def _chunks(x, chunk, nc):
@@ -80,11 +88,16 @@ def delta_chunked(q, k, v, beta, log_alpha, h0, chunk):
         grow = cp.exp(g).astype(dtype)
         shrink = cp.exp(g[:, -1:] - g).astype(dtype)
         last = cp.exp(g[:, -1]).astype(dtype)
-    kernel = get_kernel("models", "models.cu", "delta_chunk_carry", dtype)
-    shared = _carry_shared_bytes(dk, dtype)
+    # Half-width value tiles where full ones would leave multiprocessors idle (the sequences run
+    # their chunks in order, so blocks are the only parallelism).
+    narrow = count * -(-dv // _TILE) < _multiprocessors(cp.cuda.runtime.getDevice())
+    tile = _TILE // 2 if narrow else _TILE
+    name = "delta_chunk_carry_narrow" if narrow else "delta_chunk_carry"
+    kernel = get_kernel("models", "models.cu", name, dtype)
+    shared = _carry_shared_bytes(dk, tile, dtype)
     if shared > _SHARED_DEFAULT:
         cp.cuda.driver.funcSetAttribute(kernel.ptr, _MAX_DYNAMIC_SHARED_ATTRIBUTE, shared)
-    launch(kernel, (count, -(-dv // _TILE)), _THREADS,
+    launch(kernel, (count, -(-dv // tile)), _THREADS,
            (np.int64(count), np.int32(length), np.int32(nc), np.int32(chunk), np.int32(dk), np.int32(dv),
             kc, qc, tc, scores, cp.ascontiguousarray(v), _or_null(grow), _or_null(shrink), _or_null(g),
             _or_null(last), cp.ascontiguousarray(h0), out, state),

@@ -1,7 +1,8 @@
 // DeltaNet's chunkwise (WY/UT) form on the GPU: the sequential carry over chunks (MATH F3-F4).
 //
 // delta_chunk_carry: one thread block per (sequence, tile of 32 value columns) runs every chunk
-// of its sequence in order, keeping its columns of the state H = Sᵀ (d_k × 32) in shared memory.
+// of its sequence in order, keeping its columns of the state H = Sᵀ (d_k × 32) in shared memory;
+// delta_chunk_carry_narrow: the same with tiles of 16 columns (twice the blocks, for small batches).
 // With T_c (the UT transform, diag(β) folded in) and the unmasked scores Q Kᵀ prepared for all
 // chunks at once (_cupy.py), and K̂ = diag(e^g) K, Q̂ = diag(e^g) Q, K̃ = diag(e^{g_last−g}) K
 // formed while their slabs are staged, each chunk does
@@ -10,8 +11,9 @@
 //   3. O = Q̂ H + (Q Kᵀ ⊙ Γ) V_new     (the scores masked to t ≥ s and decayed while staged)
 //   4. H ← e^{g_last} H + K̃ᵀ V_new.
 // All four are products of a staged slab (≤ 128 rows × 32 reduction columns) with rows of a
-// shared-memory operand (K̃ᵀ is staged from rows of K, transposed on the way); thread (rg, cg) holds rows rg + 32a and columns 4cg … 4cg + 3, so each
-// step of a product reads one row segment of 4 from each operand for 16 multiply-adds. The next
+// shared-memory operand (K̃ᵀ is staged from rows of K, transposed on the way); thread (rg, cg)
+// holds rows rg + 32a (rg + 64a in the narrow kernel) and columns 4cg … 4cg + 3, so each step of
+// a product reads one row segment of 4 from each operand for 16 multiply-adds. The next
 // slab (of this chunk or the next one) is fetched into registers while the current one is used.
 #include <structla/complex.cuh>
 
@@ -44,20 +46,20 @@ template <> __device__ inline void delta_load4<float>(const float* p, float (&v)
     v[0] = x.x; v[1] = x.y; v[2] = x.z; v[3] = x.w;
 }
 
-// acc[a][w] += Σ_l X[rg + 32a][l] B[l][4cg + w] over one slab (l < 32); X has row stride SP,
-// B (shared, DELTA_TILE columns) starts at the slab's first row.
-template <typename T, int SP, int NA>
+// acc[a][w] += Σ_l X[rg + RG·a][l] B[l][4cg + w] over one slab (l < 32); X has row stride SP,
+// B (shared, TW columns) starts at the slab's first row.
+template <typename T, int SP, int TW, int RG, int NA>
 __device__ inline void delta_slab_product(const T* __restrict__ X, const T* __restrict__ B, int rg, int cg,
                                           T (*acc)[4]) {
 #pragma unroll 1
     for (int l = 0; l < DELTA_SLAB; l += 4) {
         T b[4][4];
 #pragma unroll
-        for (int u = 0; u < 4; ++u) delta_load4(B + (l + u) * DELTA_TILE + 4 * cg, b[u]);
+        for (int u = 0; u < 4; ++u) delta_load4(B + (l + u) * TW + 4 * cg, b[u]);
 #pragma unroll
         for (int a = 0; a < NA; ++a) {
             T x[4];
-            delta_load4(X + (rg + 32 * a) * SP + l, x);
+            delta_load4(X + (rg + RG * a) * SP + l, x);
 #pragma unroll
             for (int u = 0; u < 4; ++u)
 #pragma unroll
@@ -66,36 +68,37 @@ __device__ inline void delta_slab_product(const T* __restrict__ X, const T* __re
     }
 }
 
-// Declared with its launch bounds (≤ 128 registers: two blocks per SM, so that 64 sequences ×
-// 4 value tiles are resident at once on an H100); the definition below is the one the loader
-// instantiates.
-template <class T>
-__global__ void __launch_bounds__(256, 2) delta_chunk_carry(
-    long long, int, int, int, int, int, const T* __restrict__, const T* __restrict__, const T* __restrict__,
-    const T* __restrict__, const T* __restrict__, const T* __restrict__, const T* __restrict__,
-    const double* __restrict__, const T* __restrict__, const T* __restrict__, T* __restrict__, T* __restrict__);
+// Slab `slab` of a product by a lower-triangular C × C matrix (T_c, the scores) into the HR row
+// accumulators `acc`: rows < 32 of the second slab are zeros and skipped (whole warps when RG = 64).
+template <typename T, int SP, int TW, int RG, int HR>
+__device__ inline void delta_lower_slab(const T* __restrict__ X, const T* __restrict__ RV, int slab, int rg,
+                                        int cg, T (*acc)[4]) {
+    const T* B = RV + DELTA_SLAB * slab * TW;
+    if (slab == 0) {
+        delta_slab_product<T, SP, TW, RG, HR>(X, B, rg, cg, acc);
+    } else if constexpr (RG == 32) {
+        delta_slab_product<T, SP, TW, RG, HR - 1>(X + RG * SP, B, rg, cg, acc + 1);
+    } else if (rg >= 32) {
+        delta_slab_product<T, SP, TW, RG, HR>(X, B, rg, cg, acc);
+    }
+}
 
-template <typename T>
-__global__ void delta_chunk_carry(long long count, int length, int nc, int C, int dk, int dv,
-                                  const T* __restrict__ k,      // (count, nc, C, dk): keys, zero-padded
-                                  const T* __restrict__ q,      // (count, nc, C, dk): queries, zero-padded
-                                  const T* __restrict__ tc,     // (count, nc, C, C): T_c
-                                  const T* __restrict__ qk,     // (count, nc, C, C): Q Kᵀ, unmasked
-                                  const T* __restrict__ v,      // (count, length, dv)
-                                  const T* __restrict__ eg,     // (count, nc, C): e^{g}, or null (ungated)
-                                  const T* __restrict__ el,     // (count, nc, C): e^{g_last − g}, or null
-                                  const double* __restrict__ g, // (count, nc, C): in-chunk cumsum of log α, or null
-                                  const T* __restrict__ last,   // (count, nc): e^{g_last}, or null
-                                  const T* __restrict__ h0,     // (count, dv, dk)
-                                  T* __restrict__ out,          // (count, length, dv)
-                                  T* __restrict__ state) {      // (count, dv, dk)
+// The carry with TW value columns per block: thread (rg, cg) holds columns 4cg … 4cg + 3 and rows
+// rg + RG·a of every product (RG = 256 / (TW / 4) row groups; NR = 128 / RG rows of the 128-row
+// products, the first half K̂ (or T_c, the scores), the second half Q̂).
+template <typename T, int TW>
+__device__ void delta_carry(long long count, int length, int nc, int C, int dk, int dv,
+                            const T* __restrict__ k, const T* __restrict__ q, const T* __restrict__ tc,
+                            const T* __restrict__ qk, const T* __restrict__ v, const T* __restrict__ eg,
+                            const T* __restrict__ el, const double* __restrict__ g, const T* __restrict__ last,
+                            const T* __restrict__ h0, T* __restrict__ out, T* __restrict__ state,
+                            unsigned char* smem) {
     constexpr int SP = delta_stride<T>::value;
-    constexpr int TW = DELTA_TILE;
-    STRUCTLA_DYNAMIC_SHARED(smem);
+    constexpr int CG = TW / 4, RG = DELTA_THREADS / CG, NR = DELTA_ROWS / RG, HR = NR / 2;
     const long long s = blockIdx.x;
     if (s >= count) return;
     const int j0 = blockIdx.y * TW;
-    const int tid = threadIdx.x, cg = tid % 8, rg = tid / 8;
+    const int tid = threadIdx.x, cg = tid % CG, rg = tid / CG;
     const int lane = tid % 32, row0 = tid / 32;
     const int n1 = (dk + DELTA_SLAB - 1) / DELTA_SLAB, n2 = (C + DELTA_SLAB - 1) / DELTA_SLAB;
     const int nst = n1 + 3 * n2;  // slabs per chunk: [K̂; Q̂] H, T_c R, scores V_new, K̃ᵀ V_new
@@ -160,20 +163,20 @@ __global__ void delta_chunk_carry(long long count, int length, int nc, int C, in
         }
     };
     fetch(0, 0);
-    T acc[4][4];
+    T acc[NR][4];
     for (int c = 0; c < nc; ++c) {
         const long long ch = s * nc + c;
         const T decay = last != nullptr ? last[ch] : T(1);
 #pragma unroll
-        for (int a = 0; a < 4; ++a)
+        for (int a = 0; a < NR; ++a)
 #pragma unroll
             for (int w = 0; w < 4; ++w) acc[a][w] = T(0);
         for (int st = 0; st < nst; ++st) {
             __syncthreads();  // the previous slab (and, before the scores, T_c R) fully read
             if (st == 0) {  // V of this chunk into RV, free since the last chunk's K̃ᵀ V_new
 #pragma unroll
-                for (int a = 0; a < 2; ++a) {
-                    const int t = rg + 32 * a;
+                for (int a = 0; a < HR; ++a) {
+                    const int t = rg + RG * a;
                     const long long gt = (long long)c * C + t;
 #pragma unroll
                     for (int w = 0; w < 4; ++w) {
@@ -183,9 +186,9 @@ __global__ void delta_chunk_carry(long long count, int length, int nc, int C, in
                 }
             } else if (st == n1 + n2) {
 #pragma unroll
-                for (int a = 0; a < 2; ++a)
+                for (int a = 0; a < HR; ++a)
 #pragma unroll
-                    for (int w = 0; w < 4; ++w) RV[(rg + 32 * a) * TW + 4 * cg + w] = acc[a][w];
+                    for (int w = 0; w < 4; ++w) RV[(rg + RG * a) * TW + 4 * cg + w] = acc[a][w];
             }
             if (st < n1 + 2 * n2) {
 #pragma unroll
@@ -202,49 +205,44 @@ __global__ void delta_chunk_carry(long long count, int length, int nc, int C, in
                 fetch(c + 1, 0);
             }
             if (st < n1) {
-                delta_slab_product<T, SP, 4>(Xs, Hs + DELTA_SLAB * st * TW, rg, cg, acc);
-                if (st == n1 - 1) {  // R = V − K̂ H (rows ≥ C are zeros); acc[0..1] then gathers V_new
+                delta_slab_product<T, SP, TW, RG, NR>(Xs, Hs + DELTA_SLAB * st * TW, rg, cg, acc);
+                if (st == n1 - 1) {  // R = V − K̂ H (rows ≥ C are zeros); acc[0 … HR) then gathers V_new
 #pragma unroll
-                    for (int a = 0; a < 2; ++a)
+                    for (int a = 0; a < HR; ++a)
 #pragma unroll
                         for (int w = 0; w < 4; ++w) {
-                            RV[(rg + 32 * a) * TW + 4 * cg + w] -= acc[a][w];
+                            RV[(rg + RG * a) * TW + 4 * cg + w] -= acc[a][w];
                             acc[a][w] = T(0);
                         }
                 }
             } else if (st < n1 + n2) {
-                // T_c and the scores are lower triangular: rows < 32 of the second slab are zeros
-                const T* B = RV + DELTA_SLAB * (st - n1) * TW;
-                if (st == n1) delta_slab_product<T, SP, 2>(Xs, B, rg, cg, acc);
-                else delta_slab_product<T, SP, 1>(Xs + 32 * SP, B, rg, cg, acc + 1);
+                delta_lower_slab<T, SP, TW, RG, HR>(Xs, RV, st - n1, rg, cg, acc);
             } else if (st < n1 + 2 * n2) {
-                const T* B = RV + DELTA_SLAB * (st - n1 - n2) * TW;
-                if (st == n1 + n2) delta_slab_product<T, SP, 2>(Xs, B, rg, cg, acc + 2);
-                else delta_slab_product<T, SP, 1>(Xs + 32 * SP, B, rg, cg, acc + 3);
+                delta_lower_slab<T, SP, TW, RG, HR>(Xs, RV, st - n1 - n2, rg, cg, acc + HR);
                 if (st == n1 + 2 * n2 - 1) {  // outputs done; acc then gathers the next H
 #pragma unroll
-                    for (int a = 0; a < 2; ++a) {
-                        const int t = rg + 32 * a;
+                    for (int a = 0; a < HR; ++a) {
+                        const int t = rg + RG * a;
                         const long long gt = (long long)c * C + t;
 #pragma unroll
                         for (int w = 0; w < 4; ++w) {
                             const int j = j0 + 4 * cg + w;
-                            if (t < C && gt < length && j < dv) out[(s * length + gt) * dv + j] = acc[2 + a][w];
+                            if (t < C && gt < length && j < dv) out[(s * length + gt) * dv + j] = acc[HR + a][w];
                         }
                     }
 #pragma unroll
-                    for (int a = 0; a < 4; ++a) {
-                        const int l = rg + 32 * a;
+                    for (int a = 0; a < NR; ++a) {
+                        const int l = rg + RG * a;
 #pragma unroll
                         for (int w = 0; w < 4; ++w) acc[a][w] = l < dk ? decay * Hs[l * TW + 4 * cg + w] : T(0);
                     }
                 }
             } else {
-                delta_slab_product<T, SP, 4>(Xs, RV + DELTA_SLAB * (st - n1 - 2 * n2) * TW, rg, cg, acc);
+                delta_slab_product<T, SP, TW, RG, NR>(Xs, RV + DELTA_SLAB * (st - n1 - 2 * n2) * TW, rg, cg, acc);
                 if (st == nst - 1) {  // nobody reads H between its use in [K̂; Q̂] H and here
 #pragma unroll
-                    for (int a = 0; a < 4; ++a) {
-                        const int l = rg + 32 * a;
+                    for (int a = 0; a < NR; ++a) {
+                        const int l = rg + RG * a;
 #pragma unroll
                         for (int w = 0; w < 4; ++w)
                             if (l < dk) Hs[l * TW + 4 * cg + w] = acc[a][w];
@@ -254,12 +252,46 @@ __global__ void delta_chunk_carry(long long count, int length, int nc, int C, in
         }
     }
 #pragma unroll
-    for (int a = 0; a < 4; ++a) {
-        const int l = rg + 32 * a;
+    for (int a = 0; a < NR; ++a) {
+        const int l = rg + RG * a;
 #pragma unroll
         for (int w = 0; w < 4; ++w) {
             const int j = j0 + 4 * cg + w;
             if (l < dk && j < dv) state[(s * dv + j) * dk + l] = acc[a][w];
         }
     }
+}
+
+// Declared with their launch bounds (≤ 128 registers: two blocks per SM, so that 64 sequences ×
+// 4 value tiles are resident at once on an H100); the definitions below are the ones the loader
+// instantiates. delta_chunk_carry takes 32 value columns per block, delta_chunk_carry_narrow 16
+// (twice the blocks, for batches too small to fill the GPU).
+#define DELTA_CARRY_PARAMS(T)                                                                              \
+    long long count, int length, int nc, int C, int dk, int dv,                                            \
+    const T* __restrict__ k,      /* (count, nc, C, dk): keys, zero-padded */                              \
+    const T* __restrict__ q,      /* (count, nc, C, dk): queries, zero-padded */                           \
+    const T* __restrict__ tc,     /* (count, nc, C, C): T_c */                                             \
+    const T* __restrict__ qk,     /* (count, nc, C, C): Q Kᵀ, unmasked */                                  \
+    const T* __restrict__ v,      /* (count, length, dv) */                                                \
+    const T* __restrict__ eg,     /* (count, nc, C): e^{g}, or null (ungated) */                           \
+    const T* __restrict__ el,     /* (count, nc, C): e^{g_last − g}, or null */                            \
+    const double* __restrict__ g, /* (count, nc, C): in-chunk cumsum of log α, or null */                  \
+    const T* __restrict__ last,   /* (count, nc): e^{g_last}, or null */                                   \
+    const T* __restrict__ h0,     /* (count, dv, dk) */                                                    \
+    T* __restrict__ out,          /* (count, length, dv) */                                                \
+    T* __restrict__ state         /* (count, dv, dk) */
+template <class T> __global__ void __launch_bounds__(256, 2) delta_chunk_carry(DELTA_CARRY_PARAMS(T));
+template <class T> __global__ void __launch_bounds__(256, 2) delta_chunk_carry_narrow(DELTA_CARRY_PARAMS(T));
+
+template <typename T>
+__global__ void delta_chunk_carry(DELTA_CARRY_PARAMS(T)) {
+    STRUCTLA_DYNAMIC_SHARED(smem);
+    delta_carry<T, DELTA_TILE>(count, length, nc, C, dk, dv, k, q, tc, qk, v, eg, el, g, last, h0, out, state, smem);
+}
+
+template <typename T>
+__global__ void delta_chunk_carry_narrow(DELTA_CARRY_PARAMS(T)) {
+    STRUCTLA_DYNAMIC_SHARED(smem);
+    delta_carry<T, DELTA_TILE / 2>(count, length, nc, C, dk, dv, k, q, tc, qk, v, eg, el, g, last, h0, out, state,
+                                   smem);
 }
