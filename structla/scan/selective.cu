@@ -273,10 +273,21 @@ __global__ void selective_scan_sequential(
             }
             __syncwarp();  // the partial sums are overwritten by the next group
             const int k = g + q * OWN;  // chunk step of out[0]
+            if (flags & SEQ_HAS_D) {
 #pragma unroll
-            for (int e = 0; e < OWN; ++e) {
-                if (flags & SEQ_HAS_D) out[e] = mad(D_d, uu[k + e], out[e]);
-                if (has_z) out[e] *= silu(zz[k + e]);
+                for (int e0 = 0; e0 < OWN; e0 += PACK) {
+                    const Pack<T> v = *reinterpret_cast<const Pack<T>*>(uu + k + e0);
+#pragma unroll
+                    for (int r = 0; r < PACK; ++r) out[e0 + r] = mad(D_d, v.v[r], out[e0 + r]);
+                }
+            }
+            if (has_z) {
+#pragma unroll
+                for (int e0 = 0; e0 < OWN; e0 += PACK) {
+                    const Pack<T> v = *reinterpret_cast<const Pack<T>*>(zz + k + e0);
+#pragma unroll
+                    for (int r = 0; r < PACK; ++r) out[e0 + r] *= silu(v.v[r]);
+                }
             }
             const long long t = t0 + k;
             if (vec_io) {
