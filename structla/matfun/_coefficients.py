@@ -12,12 +12,16 @@ import functools
 
 import numpy as np
 
-__all__ = ["NAMED", "POLISH", "named_table", "polar_express_table", "scalar_map"]
+__all__ = ["NAMED", "POLISH", "image", "named_table", "polar_express_table", "scalar_map",
+           "tailored_table"]
 
 #: The maximally flat odd quintic at 1 (the limit of the minimax polynomials as the
 #: interval shrinks to a point): p(1) = 1, p'(1) = p''(1) = 0, cubic convergence.
 POLISH = (15 / 8, -10 / 8, 3 / 8)
 _POLISH_CUBIC = (3 / 2, -1 / 2, 0.0)
+#: The published Polar Express settings (MATH D2): safety factor and cushion.
+SAFETY = 1.01
+CUSHION = 0.02407327424182761
 
 _MUON = (3.4445, -4.7750, 2.0315)
 _CUBIC = (1.5, -0.5, 0.0)
@@ -111,15 +115,52 @@ def _raw_table(steps: int, lower: float, degree: int, cushion: float) -> tuple:
 def polar_express_table(steps: int, lower: float, degree: int, safety: float,
                         cushion: float) -> np.ndarray:
     """The (validated) Polar Express table as a fresh ``(steps, 3)`` float64 array."""
-    raw = _raw_table(steps, lower, degree, cushion)
-    table = np.array([row for row, _ in raw], dtype=np.float64).reshape(steps, 3)
+    return _with_safety(_raw_table(steps, lower, degree, cushion), safety)
+
+
+def _with_safety(raw: tuple, safety: float) -> np.ndarray:
+    table = np.array([row for row, _ in raw], dtype=np.float64).reshape(len(raw), 3)
     # Minimax rows (all but the last) leave slack for round-off that puts σ above
     # the interval, where p grows without bound. Maximally flat rows contract
     # around 1 (p'(1) = p''(1) = 0) and need none; scaling them would move the
     # fixed point off 1.
-    scaled = np.array([not flat for _, flat in raw[:-1]] + [False], dtype=bool)
+    scaled = np.array([not flat for _, flat in raw[:-1]] + [False], dtype=bool)[:len(raw)]
     table[scaled] /= np.array([safety, safety**3, safety**5])
     return table
+
+
+def image(row: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
+    """Exact image ``[min p, max p]`` of ``[lo, hi]`` (``0 ≤ lo ≤ hi``) under one row's
+    ``p(x) = a x + b x³ + c x⁵``: the extrema lie at the ends or where ``p' = 0``."""
+    coef = np.asarray(row, dtype=np.float64)
+    points = np.concatenate(([lo, hi], _critical_points(coef, lo, hi)))
+    values = _poly(coef, points)
+    return float(values.min()), float(values.max())
+
+
+#: Longest table :func:`tailored_table` considers (from ℓ = 10⁻⁶, 10 rows reach 10⁻¹⁵).
+TAILORED_MAX = 16
+
+
+@functools.lru_cache(maxsize=128)
+def tailored_table(lower: float, tol: float) -> tuple[np.ndarray, float] | None:
+    """Fewest Polar Express rows (safety 1.01) that map all of ``[lower, 1]`` within ``tol`` of 1.
+
+    Returns ``(table, band)`` with ``band = max |p_T(σ) − 1|`` over ``σ ∈ [lower, 1]``
+    (exact interval images, step by step), or None if :data:`TAILORED_MAX` rows do
+    not suffice. A table built for ``lower`` covers every interval ``[ℓ, 1]`` with
+    ``ℓ ≥ lower``, so callers may round ``lower`` down (this cache is keyed by it).
+    """
+    raw = _raw_table(TAILORED_MAX, lower, 5, CUSHION)
+    for steps in range(1, TAILORED_MAX + 1):
+        table = _with_safety(raw[:steps], SAFETY)
+        lo, hi = lower, 1.0
+        for row in table:
+            lo, hi = image(row, lo, hi)
+        band = max(1.0 - lo, hi - 1.0)
+        if band <= tol:
+            return table, band
+    return None
 
 
 def named_table(name: str, steps: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .._core.errors import LinAlgError
+from . import _coefficients
 
 __all__ = [
     "coupled_sqrt",
@@ -55,6 +56,8 @@ class Outcome:
     history: list[float] = field(default_factory=list)
     #: Lower bound, after the rows applied, of the singular values that started ≥ rcond.
     smallest: float | None = None
+    #: "standard" or "gram" (msign).
+    method: str | None = None
 
 
 def predicted_error(row: np.ndarray, defect: float) -> float:
@@ -97,6 +100,14 @@ def _mm(a: Any, b: Any) -> Any:
     if a.ndim == 3 and b.ndim == 3 and a.shape[0] == 1 and b.shape[0] == 1:
         return (a[0] @ b[0])[None]
     return a @ b
+
+
+def _hermitian_square(Y: Any, mm: Any = None) -> Any:
+    """``Y²`` of a Hermitian stack: as ``Y Yᴴ`` for NumPy (one ``syrk``/``herk`` for a
+    single matrix, half the flops of a product), as ``Y Y`` otherwise (CuPy's product of
+    a stack would copy the transposed operand)."""
+    mm = mm or _mm
+    return mm(Y, _h(Y)) if isinstance(Y, np.ndarray) else mm(Y, Y)
 
 
 def poly_matrix(row: np.ndarray, Y: Any, Y2: Any, eye: Any) -> Any:
@@ -203,51 +214,64 @@ def _iterate(step, table, tol, adaptive, slope, rcond, out) -> None:
 # msign
 
 
-def _gram_start(X: Any, xp: ModuleType) -> tuple[Any, tuple[Any, Any], float]:
-    """``X / c`` with ``c = ‖Y²‖_F^{1/4} ≥ σ₁(X)`` (``Y = XXᴴ``), the matching ``(Y, Y²)``
-    for the first step, and the largest ``c`` of the stack (one host read).
+def _gram_start(X: Any, xp: ModuleType) -> tuple[Any, tuple[Any, Any, Any], float]:
+    """The first step's ``(Y, Y², w)`` for the iterate ``wX``, ``w = 1/c``,
+    ``c = ‖(XXᴴ)²‖_F^{1/4} ≥ σ₁(X)``, and the largest ``c`` of the stack (one host read).
 
     ``‖Y²‖_F = (Σ σᵢ⁸)^{1/2}`` is far closer to ``σ₁⁴`` than ``‖X‖_F⁴ = 1`` when the
     spectrum decays (σ log-spaced in [10⁻³, 1], n = 4096: the start σ₁ is 0.58 instead
     of 0.058), so the small singular values start 10× higher and the iteration needs
     3–4 fewer steps. Every singular value is multiplied by ``1/c ≥ 1``: a lower bound
-    ``r`` for them before becomes ``r / max c`` after.
+    ``r`` for them before becomes ``r / max c`` after. ``Y`` and ``Y²`` are those of
+    ``wX``; X itself is not rescaled (the first ``H`` carries the factor ``w``), which
+    saves two passes over the large matrix. The returned X may be X times a power of two.
     """
-    # ‖X‖_F = 1 puts σ₁ in [1/√k, 1], so σ₁⁴ (the scale of Y²) can fall below float16's
-    # smallest normal number (6e-5) and c come out too small, which sends σ₁(X/c) above 1
-    # where the iteration diverges (seen at 8192², float16). An exact power of two
-    # s ≈ k^{1/4} moves σ₁(sX)⁴ into [s⁴/k², s⁴] ⊂ [1.5e-5, 4096] for k ≤ 2¹⁴; sX/c' = X/c.
     k = min(X.shape[-2:])
-    s = 2.0 ** int(np.floor(np.log2(max(k, 1)) / 4 + 0.25))
-    X = X * X.dtype.type(s)
-    Y = _mm(X, X.conj().swapaxes(-1, -2))
-    Y2 = _mm(Y, Y)
+    s = 1.0
+    if X.dtype.itemsize < 4:
+        # ‖X‖_F = 1 puts σ₁ in [1/√k, 1], so σ₁⁴ (the scale of Y²) can fall below float16's
+        # smallest normal number (6e-5) and c come out too small, which sends σ₁(X/c) above
+        # 1 where the iteration diverges (seen at 8192², float16). An exact power of two
+        # s ≈ k^{1/4} moves σ₁(sX)⁴ into [s⁴/k², s⁴] ⊂ [1.5e-5, 4096] for k ≤ 2¹⁴.
+        s = 2.0 ** int(np.floor(np.log2(max(k, 1)) / 4 + 0.25))
+        X = X * X.dtype.type(s)
+    Y = _mm(X, _h(X))
+    Y2 = _hermitian_square(Y)
     c = xp.sqrt(xp.sqrt(_frobenius(Y2, xp)))
     c = xp.where(c > 0, c, xp.ones_like(c))
     largest = float(c.max()) / s
-    c = c[:, None, None]
     # c ≥ σ₁(sX) ≥ s/√k: c² stays a normal float16
-    c2 = (c * c).astype(Y.dtype)
-    return X / c.astype(X.dtype), (Y / c2, Y2 / c2 / c2), largest
+    c2 = (c * c).astype(Y.dtype)[:, None, None]
+    return X, (Y / c2, Y2 / c2 / c2, 1 / c), largest
+
+
+def _first_matrix(row: np.ndarray, first: tuple[Any, Any, Any], combine: Any,
+                  eye: Any) -> Any:
+    """``w·(aI + bY + cY²)``: the first step's polynomial, applied to the unscaled X."""
+    Y, Y2, w = first
+    return combine(row, Y, Y2, eye) * w.astype(Y.dtype)[:, None, None]
 
 
 def _msign_standard(X: Any, table: np.ndarray, xp: ModuleType, combine: Any = poly_matrix,
-                    first: tuple[Any, Any] | None = None, mm: Any = _mm,
+                    first: tuple[Any, Any, Any] | None = None, mm: Any = _mm,
                     **run: Any) -> tuple[Any, Outcome]:
     eye = _eye_like(X.shape[-2], X.dtype, xp)
     state = {"X": X, "first": first}
 
     def step(row, measure):
         X = state["X"]
-        if state["first"] is not None:
-            (Y, Y2), state["first"] = state["first"], None
+        start, state["first"] = state["first"], None
+        if start is not None:
+            Y, Y2, _ = start
         else:
-            Y = mm(X, X.conj().swapaxes(-1, -2))
-            Y2 = mm(Y, Y) if (row[2] != 0 or measure) else None
+            Y = mm(X, _h(X))
+            Y2 = _hermitian_square(Y, mm) if (row[2] != 0 or measure) else None
         defect = _frobenius(Y2 - Y, xp) if measure else None
 
         def apply():
-            state["X"] = mm(combine(row, Y, Y2, eye), X)
+            H = combine(row, Y, Y2, eye) if start is None else _first_matrix(row, start,
+                                                                              combine, eye)
+            state["X"] = mm(H, X)
 
         if defect is None:
             apply()
@@ -259,30 +283,43 @@ def _msign_standard(X: Any, table: np.ndarray, xp: ModuleType, combine: Any = po
 
 
 def _msign_gram(X: Any, table: np.ndarray, xp: ModuleType, restart: int,
-                combine: Any = poly_matrix, first: tuple[Any, Any] | None = None,
+                combine: Any = poly_matrix, first: tuple[Any, Any, Any] | None = None,
                 **run: Any) -> tuple[Any, Outcome]:
     """Iterate on the Gram matrix ``R = X Xᴴ`` and the accumulated polynomial ``Q``.
 
     ``X_t = Q_t X_0`` with ``Q_{t+1} = H_t Q_t`` and ``R_{t+1} = H_t R_t H_t``: only
-    k×k products per step. Rounding in ``R`` is amplified by 1/σ² for small σ, so
-    every ``restart`` steps X is formed and ``R`` recomputed from it.
+    k×k products per step. ``R_{t+1}`` is formed when the next step needs it (never
+    after the last). Rounding in ``R`` is amplified by 1/σ² for small σ, so every
+    ``restart`` steps X is formed and ``R`` recomputed from it.
     """
     eye = _eye_like(X.shape[-2], X.dtype, xp)
-    R = first[0] if first is not None else _mm(X, X.conj().swapaxes(-1, -2))
-    state = {"X0": X, "Q": None, "R": R, "since": 0,
-             "Y2": first[1] if first is not None else None}
+    # R and R² are those of the current iterate; "H" is the last step's factor, not yet
+    # applied to R
+    state = {"X0": X, "Q": None, "R": _mm(X, _h(X)) if first is None else first[0],
+             "Y2": None if first is None else first[1], "H": None, "since": 0,
+             "first": first}
 
     def step(row, measure):
         if state["since"] == restart:
-            X = state["X0"] if state["Q"] is None else _mm(state["Q"], state["X0"])
-            state.update(X0=X, Q=None, R=_mm(X, X.conj().swapaxes(-1, -2)), since=0)
+            X = _mm(state["Q"], state["X0"])
+            state.update(X0=X, Q=None, R=_mm(X, _h(X)), H=None, since=0)
+        if state["H"] is not None:
+            H = state["H"]
+            state["R"], state["H"] = _mm(_mm(H, state["R"]), H), None
         Y = state["R"]
-        Y2 = _mm(Y, Y) if state["Y2"] is None else state["Y2"]
+        Y2 = _hermitian_square(Y) if state["Y2"] is None else state["Y2"]
         state["Y2"] = None
         defect = _frobenius(Y2 - Y, xp) if measure else None
-        H = combine(row, Y, Y2, eye)
+        if state["first"] is not None:
+            Y0, _, w = state["first"]
+            H = _first_matrix(row, (Y0, Y2, w), combine, eye)
+            # the first R is that of wX: R₁ = H Y₀ H / w² with H already carrying w
+            state["R"] = Y0 / (w * w).astype(Y0.dtype)[:, None, None]
+            state["first"] = None
+        else:
+            H = combine(row, Y, Y2, eye)
         state["Q"] = H if state["Q"] is None else _mm(H, state["Q"])
-        state["R"] = _mm(_mm(H, Y), H)
+        state["H"] = H
         state["since"] += 1
         return defect
 
@@ -299,7 +336,7 @@ _MIXED_HANDOVER = 0.05
 def msign(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: bool,
           method: str, restart: int = 3, low: np.dtype | None = None,
           combine: Any = poly_matrix, product16: Any = None, mm: Any = _mm,
-          start: Any = None) -> tuple[Any, Outcome]:
+          start: Any = None, tailor: bool = False) -> tuple[Any, Outcome]:
     """Polar factor of each ``(n, m)`` matrix of the stack ``M`` by an odd-polynomial iteration.
 
     Works on the side with the smaller Gram matrix (``Mᴴ`` when ``n > m``). The start
@@ -309,7 +346,14 @@ def msign(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: boo
     by the sharper bound ``‖(X₀X₀ᴴ)²‖_F^{1/4}`` (see :func:`_gram_start`); fixed-step
     runs keep the Frobenius start, so that they reproduce the published iterations.
 
-    ``low`` (float16, adaptive runs only) runs the rows in ``low`` until the iterate is
+    ``tailor`` (adaptive Polar Express runs with ``tol ≥`` :data:`_TAILOR_TOL` · eps):
+    certify an interval for the singular values first (:func:`spectral_interval`) and
+    run the fewest Polar Express rows built for it whose scalar-map band proves ``tol``
+    (:func:`structla.matfun._coefficients.tailored_table`), with no defect measurement;
+    without a certificate the adaptive rule below runs instead.
+
+    ``method`` is "standard", "gram" or "auto" (:func:`choose_method`). ``low``
+    (float16, adaptive runs only) runs the rows in ``low`` until the iterate is
     predicted within :data:`_MIXED_HANDOVER` of 1 and the remaining rows in ``cdt``
     (the standard method in both phases). ``combine(row, Y, Y2, eye)`` forms
     ``aI + bY + cY²`` (a fused kernel on CuPy); ``product16(a, b)`` multiplies float16
@@ -327,16 +371,175 @@ def msign(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: boo
            "slope": _MSIGN_SLOPE, "rcond": _rcond(low if low is not None else cdt)}
     if low is not None and adaptive:
         X, outcome = _msign_mixed(X, table, xp, low, combine, run, product16)
+        outcome.method = "standard"
     else:
-        first = None
+        first, plan = None, None
         if adaptive:
             X, first, largest = _gram_start(X, xp)
             run["rcond"] /= largest
+            if tailor and tol >= _TAILOR_TOL * float(np.finfo(cdt).eps):
+                plan = _tailored(first, tol, cdt, xp)
+        if plan is not None:
+            table, first, band = plan
+            run["adaptive"] = False
+        method = choose_method(method, *X.shape[-2:], len(table) if plan else None)
         if method == "gram":
             X, outcome = _msign_gram(X, table, xp, restart, combine, first, **run)
         else:
             X, outcome = _msign_standard(X, table, xp, combine, first, mm, **run)
+        if plan is not None:
+            outcome.predicted, outcome.converged = band, True
+        outcome.method = method
     return (X.conj().swapaxes(-1, -2) if tall else X), outcome
+
+
+def choose_method(method: str, k: int, big: int, steps: int | None = None) -> str:
+    """"standard" or "gram" for a ``k × big`` iterate (``k ≤ big``); "auto" compares costs.
+
+    Per step (syrk for the symmetric products): standard ``2k²K + k²K + k³`` flops, Gram
+    ``7k³`` plus ``2k²K`` once at the end and ``3k²K`` per restart. For a known number
+    of steps without restart the Gram form is cheaper from ``K > 2k`` on (``3k`` here,
+    for the smaller products' lower BLAS efficiency); with an open-ended count the
+    restarts and the defect measurement shift the measured break-even to ``K ≈ 8k``.
+    """
+    if method != "auto":
+        return method
+    if steps is not None and steps <= _RESTART:
+        return "gram" if big >= 3 * k else "standard"
+    return "gram" if big >= 8 * k else "standard"
+
+
+_RESTART = 3
+#: Tolerances (in units of the compute dtype's eps) from which a certified band alone
+#: decides the step count: below, the iteration's own rounding is no longer small
+#: against tol, and the measured defect decides.
+_TAILOR_TOL = 1e3
+#: Smallest certified (σ_min/σ_max)² (in units of eps) the tailored tables are used for:
+#: below it, the computed Gram matrix does not resolve σ_min.
+_TAILOR_FLOOR = 1e4
+#: Lanczos steps of the spectrum estimate (full reorthogonalisation): ≈ 10⁻³ relative
+#: accuracy at both edges of a 1024-point Marchenko–Pastur spectrum.
+_LANCZOS_STEPS = 40
+#: Fractions of the Lanczos estimate of λ_min tried as certified lower bounds, in turn.
+_LOWER_TRIES = (0.99, 0.9, 0.5, 0.1)
+#: The Lanczos estimate of λ_max times this is tried as the certified upper bound.
+_UPPER_MARGIN = 1.01
+
+
+def _tailored(first: tuple[Any, Any, Any], tol: float, cdt: np.dtype,
+              xp: ModuleType) -> tuple[np.ndarray, tuple[Any, Any, Any], float] | None:
+    """``(table, first, band)`` for the certified spectrum of the start, or None.
+
+    ``first = (Y, Y², w)`` from :func:`_gram_start` has every eigenvalue of Y in [0, 1].
+    A certified ``[ℓ², u²]`` (per matrix) rescales the start by ``1/u`` (folded into
+    ``Y``, ``Y²``, ``w``) and the stack's smallest ``ℓ/u``, rounded down to a grid of
+    200 points per decade, picks the table.
+    """
+    Y, Y2, w = first
+    interval = spectral_interval(Y, xp)
+    if interval is None:
+        return None
+    lower, upper = interval
+    upper = np.minimum(upper, 1.0)
+    ratio = float(np.min(np.maximum(lower, 0.0) / upper))
+    if ratio < _TAILOR_FLOOR * float(np.finfo(cdt).eps):
+        return None
+    grid = 10 ** (np.floor(np.log10(np.sqrt(ratio)) * 200) / 200)
+    plan = _coefficients.tailored_table(float(grid), float(tol))
+    if plan is None:
+        return None
+    table, band = plan
+    real = Y.real.dtype
+    u2 = xp.asarray(upper, dtype=real)[:, None, None]
+    first = (Y / u2, Y2 / (u2 * u2), w / xp.sqrt(xp.asarray(upper, dtype=w.dtype)))
+    return table, first, band
+
+
+def spectral_interval(Y: Any, xp: ModuleType) -> tuple[np.ndarray, np.ndarray] | None:
+    """Certified ``[lower, upper]`` (host float64, per matrix) holding every eigenvalue of
+    each Hermitian matrix of the stack ``Y``, or None when no positive lower bound is found.
+
+    Lanczos (:func:`_lanczos_extremes`) estimates the extreme eigenvalues from inside;
+    a float64 Cholesky factorisation of ``Y − μI`` (``μI − Y``) that succeeds proves
+    ``λ_min ≥ μ`` (``λ_max ≤ μ``) for the whole stack up to its backward error
+    ``(k+1)²·eps₆₄·‖Y‖₂``, which is subtracted (added). ``upper`` is ``inf`` where the
+    test of the upper estimate fails (the caller has an a-priori bound).
+    """
+    low, high = _lanczos_extremes(Y, _LANCZOS_STEPS, xp)
+    k = Y.shape[-1]
+    A = Y.astype(np.complex128 if Y.dtype.kind == "c" else np.float64)
+    eye = xp.eye(k, dtype=A.dtype)
+    slack = (k + 1) ** 2 * float(np.finfo(np.float64).eps) * high * _UPPER_MARGIN
+
+    def stack(values):
+        return xp.asarray(values, dtype=np.float64)[:, None, None]
+
+    upper = high * _UPPER_MARGIN
+    upper = upper + slack if _positive_definite(stack(upper) * eye - A, xp) else np.inf * upper
+    for fraction in _LOWER_TRIES:
+        lower = low * fraction
+        if (lower > 0).all() and _positive_definite(A - stack(lower) * eye, xp):
+            return lower - slack, upper
+    return None
+
+
+def _positive_definite(A: Any, xp: ModuleType) -> bool:
+    """Whether a Cholesky factorisation of every matrix of the stack completes."""
+    try:
+        L = xp.linalg.cholesky(A)
+    except np.linalg.LinAlgError:
+        return False
+    # CuPy may report a failed factorisation by non-finite values instead of raising
+    return bool(xp.isfinite(L).all())
+
+
+def _lanczos_extremes(Y: Any, steps: int, xp: ModuleType) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest Ritz values (host float64, per matrix) of ``steps`` Lanczos
+    steps on each Hermitian matrix of the stack ``Y``, from a fixed random start.
+
+    Ritz values lie inside the spectrum: ``θ_min ≥ λ_min`` and ``θ_max ≤ λ_max``. The
+    basis is reorthogonalised in full (``steps`` is small); the run stops early where a
+    residual vanishes (an invariant subspace: its Ritz values are eigenvalues).
+    """
+    count, k, _ = Y.shape
+    steps = min(steps, k)
+    q = xp.asarray(np.random.default_rng(0).standard_normal((count, k, 1))).astype(Y.dtype)
+    q = q / xp.sqrt(xp.sum(xp.abs(q) ** 2, axis=1, keepdims=True))
+    V = xp.empty((count, k, steps), dtype=Y.dtype)
+    alphas, betas = [], []
+    # a residual at rounding level means an invariant subspace (its Ritz values are exact)
+    breakdown, scale = 100 * float(np.finfo(Y.dtype).eps), 0.0
+    for j in range(steps):
+        V[:, :, j:j + 1] = q
+        w = Y @ q
+        alphas.append(xp.sum(q.conj() * w, axis=(1, 2)).real)
+        basis = V[:, :, :j + 1]
+        # Gram–Schmidt against the whole basis, twice (covers the three-term recurrence
+        # and keeps the basis orthogonal to working precision)
+        for _ in range(2):
+            w = w - basis @ (_h(basis) @ w)
+        beta = xp.sqrt(xp.sum(xp.abs(w) ** 2, axis=(1, 2)))
+        betas.append(beta)
+        scale = max(float(xp.max(xp.abs(alphas[-1]))), float(beta.max()), scale)
+        if j + 1 == steps or float(beta.min()) <= breakdown * scale:
+            break
+        q = w / beta[:, None, None].astype(Y.dtype)
+    a = np.stack([np.asarray(_host(v), dtype=np.float64) for v in alphas], axis=1)
+    b = np.stack([np.asarray(_host(v), dtype=np.float64) for v in betas[:-1]], axis=1) \
+        if len(betas) > 1 else np.zeros((count, 0))
+    T = np.zeros((count, a.shape[1], a.shape[1]))
+    i = np.arange(a.shape[1])
+    T[:, i, i] = a
+    T[:, i[:-1], i[1:]] = b
+    T[:, i[1:], i[:-1]] = b
+    values = np.linalg.eigvalsh(T)
+    return values[:, 0], values[:, -1]
+
+
+def _host(x: Any) -> np.ndarray:
+    from .._core.namespace import to_numpy
+
+    return to_numpy(x)
 
 
 def frobenius_start(M: Any, cdt: np.dtype) -> Any:
