@@ -6,7 +6,10 @@ Matrices have singular values log-spaced in [1e-3, 1]. For each case: the median
 4096² product in float16 as a 2-D CuPy product (what a single matrix takes), as a 3-D
 (1, n, n) stack, in float32, and in torch bf16. Needs CuPy and torch; < 2 minutes on an H100.
 
-    python examples/matfun_gpu_speed.py [rounds]
+    python examples/matfun_gpu_speed.py [rounds] [case,...]
+
+The optional second argument keeps only the cases whose label contains one of the given
+words (e.g. ``Muon,batched``; ``gemm`` for the cuBLAS diagnosis).
 """
 
 from __future__ import annotations
@@ -83,10 +86,14 @@ def diagnose(rounds):
         print(f"  {label:36s} {t * 1e3:8.3f} ms  {flops / t / 1e12:6.0f} TFLOP/s")
 
 
-def main(rounds):
+def main(rounds, only=None):
+    def wanted(label):
+        return only is None or any(word in label for word in only)
+
     rng = np.random.default_rng(0)
-    print("cuBLAS paths (one 4096² product):")
-    diagnose(rounds)
+    if wanted("gemm"):
+        print("cuBLAS paths (one 4096² product):")
+        diagnose(rounds)
     print(f"{'case':44s} {'ours ms':>9s} {'steps':>5s} {'dev':>9s} | {'peer':18s} {'ms':>9s} "
           f"{'dev':>9s} {'ratio':>7s}")
     cases = [
@@ -98,6 +105,8 @@ def main(rounds):
         ("8192x8192 f16 tol=1e-2 vs Muon", (1, 8192, 8192), dict(tol=1e-2, compute_dtype="float16"), "muon"),
     ]
     for label, (batch, n, m), options, peer in cases:
+        if not wanted(label):
+            continue
         M = spectrum(rng, batch, n, m)
         try:
             t_ours, X = timed(lambda M=M, options=options: structla.msign(M, **options), rounds)
@@ -109,6 +118,8 @@ def main(rounds):
         t_peer, Y = timed(lambda M=M, fn=fn: fn(M), rounds if peer == "muon" else 2)
         print(f"{label:44s} {t_ours * 1e3:9.3f} {info.iterations:5d} {deviation(X):9.2e} | "
               f"{'torch ' + peer:18s} {t_peer * 1e3:9.3f} {deviation(Y):9.2e} {t_peer / t_ours:6.2f}x")
+    if not wanted("256x128x128 batched"):
+        return
     # batched: fewest Polar Express steps (float16) reaching Muon's accuracy
     M = spectrum(rng, 256, 128, 128)
     target = deviation(muon5(M))
@@ -116,10 +127,11 @@ def main(rounds):
                  if deviation(structla.msign(M, steps=t, compute_dtype="float16")) <= target)
     t_ours, X = timed(lambda: structla.msign(M, steps=steps, compute_dtype="float16"), rounds)
     t_peer, Y = timed(lambda: muon5(M), rounds)
-    print(f"{'256x128x128 f16 fixed steps vs batched Muon':44s} {t_ours * 1e3:9.3f} {steps:5d} "
+    print(f"{'256x128x128 batched f16 fixed steps vs Muon':44s} {t_ours * 1e3:9.3f} {steps:5d} "
           f"{deviation(X):9.2e} | {'torch muon':18s} {t_peer * 1e3:9.3f} {deviation(Y):9.2e} "
           f"{t_peer / t_ours:6.2f}x")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5,
+         sys.argv[2].split(",") if len(sys.argv) > 2 else None)
