@@ -6,7 +6,9 @@ counts and buffers ``_cupy.py`` uses: ``tril_block_inv`` in its three memory mod
 half shared, global work buffer) for block sizes 1 … 200, ``tril_block_inv_small`` (the
 tiled kernel for C ≤ 64: padded sizes 16, 32, 64 and odd C, several key tiles, the UT
 transform with q and k one buffer), with and without λ, row/column scales and log-decays,
-and ``tril_state_scan`` / ``tril_state_scan_tiled`` with several column tiles and state sizes; and
+and ``tril_state_scan`` / ``tril_state_scan_tiled`` with several column tiles and state sizes;
+``tril_chunk_solve`` (``tril_solve.cu``, the one-pass float32 solve) with partial chunks and
+column tiles, d up to 128, with and without decays; and
 float32 UT blocks of raw Gaussian keys (``examples/tril_raw_keys.py``) near and beyond the top of
 float32's range: the blocks that fit must come out finite and accurate. Outputs are
 poisoned with NaN and compared with a double-precision host computation. The real-GPU tests
@@ -21,10 +23,13 @@ import pytest
 from cuda_emulation import PRELUDE, assert_within_bounds, build_and_run
 
 SOURCE = Path(__file__).resolve().parent.parent / "structla" / "tril" / "tril.cu"
+SOLVE_SOURCE = SOURCE.with_name("tril_solve.cu")
 
 HARNESS = PRELUDE + r"""
 struct float4 { float x, y, z, w; };
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 #include TRIL_CU
+#include TRIL_SOLVE_CU
 
 typedef std::complex<double> C;
 template <class T> C host(T a) { return C(a); }
@@ -213,6 +218,66 @@ void check_raw_keys(int fit_wanted, int unscaled_wanted, int over_wanted) {
                 wrong_overflow, counts[2], wrong_overflow);
 }
 
+// tril_chunk_solve (tril_solve.cu): the one-pass chunked solve in float32 against the row
+// recursion in double. T_II⁻¹ comes from tril_block_inv_small, as in _cupy.tril_dlr_solve.
+void check_chunk_solve(int count, int n, int d, int m, bool decay) {
+    const int c = FS_CHUNK, nc = (n + c - 1) / c, np = nc * c;
+    std::mt19937 rng(count * 7 + n + d * 3 + m + decay);
+    std::normal_distribution<double> normal;
+    std::uniform_real_distribution<double> uni(0, 1);
+    std::vector<float> diag(size_t(count) * np, 1.0f), g(size_t(count) * np, 0.0f);
+    std::vector<float> q(size_t(count) * np * d, 0.0f), k(q);
+    std::vector<float> b(size_t(count) * n * m), x(size_t(count) * n * m, NAN);
+    for (int s = 0; s < count; ++s) {
+        for (int i = 0; i < n; ++i) {
+            const size_t row = size_t(s) * np + i;
+            diag[row] = float((1 + uni(rng)) * (uni(rng) < 0.5 ? -1 : 1));
+            g[row] = decay && i > 0 ? float(-0.5 * uni(rng)) : 0.0f;
+            for (int r = 0; r < d; ++r) {
+                q[row * d + r] = float(0.5 * normal(rng) / std::sqrt(d));
+                k[row * d + r] = float(normal(rng) / std::sqrt(d));
+            }
+        }
+    }
+    for (auto& v : b) v = float(normal(rng));
+    std::vector<float> inv(size_t(count) * np * c, NAN);
+    launch(count * nc, 1, 256, small_shared<float>(c, false), [&] {
+        tril_block_inv_small<float>(count * nc, c, d, diag.data(), nullptr, q.data(), k.data(),
+                                    decay ? g.data() : nullptr, inv.data());
+    });
+    launch(count, (m + FS_TILE - 1) / FS_TILE, FS_THREADS, FS_SHARED_FLOATS * sizeof(float), [&] {
+        tril_chunk_solve<float>(count, n, nc, d, m, q.data(), k.data(), decay ? g.data() : nullptr,
+                                inv.data(), b.data(), x.data());
+    });
+    double worst = 0;
+    for (int s = 0; s < count; ++s) {
+        std::vector<double> cum(n), ref(size_t(n) * m);
+        double t = 0;
+        for (int i = 0; i < n; ++i) { t += g[size_t(s) * np + i]; cum[i] = t; }
+        double big = 0;
+        for (int i = 0; i < n; ++i) {
+            const size_t ri = size_t(s) * np + i;
+            for (int col = 0; col < m; ++col) {
+                double v = b[(size_t(s) * n + i) * m + col];
+                for (int j = 0; j < i; ++j) {
+                    double dot = 0;
+                    const size_t rj = size_t(s) * np + j;
+                    for (int r = 0; r < d; ++r) dot += double(q[ri * d + r]) * double(k[rj * d + r]);
+                    v -= dot * std::exp(cum[i] - cum[j]) * ref[size_t(j) * m + col];
+                }
+                ref[size_t(i) * m + col] = v / diag[ri];
+                big = std::max(big, std::fabs(ref[size_t(i) * m + col]));
+            }
+        }
+        for (size_t idx = 0; idx < ref.size(); ++idx) {
+            const double e = std::fabs(x[size_t(s) * n * m + idx] - ref[idx])
+                             / (64.0 * (c + d) * eps<float>() * big);
+            worst = std::max(worst, e == e ? e : 1e300);
+        }
+    }
+    std::printf("chunk_solve count=%d n=%d d=%d m=%d decay=%d ratio=%.3e\n", count, n, d, m, decay, worst);
+}
+
 template <class T> void check_state_scan(int nseq, int nc, int d, int m, bool tiled = false) {
     std::mt19937 rng(nseq + nc * 3 + d * 5 + m);
     std::normal_distribution<double> normal;
@@ -287,6 +352,9 @@ template <class T> void all_checks() {
 
 int main() {
     check_raw_keys(4, 4, 3);
+    check_chunk_solve(2, 150, 8, 4, true);     // last chunk partial, one partial column tile
+    check_chunk_solve(1, 192, 128, 132, false);  // d at its largest, a second column tile
+    check_chunk_solve(1, 130, 36, 64, true);
     all_checks<float>();
     all_checks<double>();
     all_checks<sl::complex<float>>();
@@ -296,14 +364,15 @@ int main() {
 
 CHECKS_PER_DTYPE = 28
 RAW_KEYS_CHECKS = 2
+CHUNK_SOLVE_CHECKS = 3
 
 
 @pytest.fixture(scope="module")
 def emulation_output(tmp_path_factory):
-    harness = HARNESS
+    harness = f'#define TRIL_SOLVE_CU "{SOLVE_SOURCE}"\n' + HARNESS
     return build_and_run(tmp_path_factory.mktemp("tril_cuda_emulation"), harness, "TRIL_CU", SOURCE,
                          timeout=600)
 
 
 def test_emulated_kernels_match_double_precision(emulation_output):
-    assert_within_bounds(emulation_output, 4 * CHECKS_PER_DTYPE + RAW_KEYS_CHECKS)
+    assert_within_bounds(emulation_output, 4 * CHECKS_PER_DTYPE + RAW_KEYS_CHECKS + CHUNK_SOLVE_CHECKS)

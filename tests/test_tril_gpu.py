@@ -88,6 +88,29 @@ def test_solve_matmul_inv_match_cpu(poisoned, cp, dtype, n, decay):
     assert max_relative_error(dense_gpu, t) <= tol
 
 
+@pytest.mark.parametrize(("n", "d", "m"), [(300, 8, 8), (256, 128, 132), (130, 36, 64)])
+@pytest.mark.parametrize("decay", [False, True])
+def test_one_pass_solve(poisoned, cp, monkeypatch, n, d, m, decay):
+    """float32 with d ≤ 128 and m, d multiples of 4 take tril_chunk_solve (tril_solve.cu); the
+    same problems through the two-pass form agree, and both match float64 dense solves."""
+    rng = np.random.default_rng(n + d + m)
+    diag, q, k, log_decay = operands(rng, (2,), n, d, "float32", decay)
+    b = random_array(rng, (2, n, m), "float32")
+    t = dense(diag, q, k, log_decay)
+    gd, gq, gk, gb, gg = to_gpu(cp, diag, q, k, b, log_decay)
+    calls = []
+    one_pass = poisoned._solve_one_pass
+    monkeypatch.setattr(poisoned, "_solve_one_pass", lambda *a: calls.append(1) or one_pass(*a))
+    for trans, op in (("N", t), ("T", np.swapaxes(t, -1, -2))):
+        x = structla.tril_dlr_solve(gd, gq, gk, gb, trans=trans, log_decay=gg)
+        assert max_relative_error(x, np.linalg.solve(op, b)) <= 200 * n * eps("float32"), trans
+    assert len(calls) == 2
+    monkeypatch.setattr(poisoned, "_one_pass", lambda *a: False)
+    two_pass = structla.tril_dlr_solve(gd, gq, gk, gb, log_decay=gg)
+    assert max_relative_error(two_pass, np.linalg.solve(t, b)) <= 200 * n * eps("float32")
+    assert len(calls) == 2
+
+
 @pytest.mark.parametrize("chunk", [1, 7, 16, 64, 128])
 def test_chunked_solve_every_chunk_size(poisoned, cp, chunk):
     rng = np.random.default_rng(chunk)

@@ -3,8 +3,10 @@
 Inputs as prepared by ``_api.py`` (see ``_reference.py``). Everything is launched on
 CuPy's current stream and nothing waits for the device.
 
-The chunked solve (MATH A2 in its two-pass form): the diagonal blocks of every chunk are
-inverted at once (``tril_block_inv``); cuBLAS batched products give, per chunk I,
+The chunked solve (MATH A2): the diagonal blocks of every chunk are inverted at once
+(``tril_block_inv_small``); for float32 with d ≤ 128 one kernel (``tril_solve.cu``) then walks
+the chunks of each sequence, a thread block per 64 columns of b, with the d×64 state on chip.
+Otherwise the two-pass form: cuBLAS batched products give, per chunk I,
 ``U = T_II⁻¹ B_I``, ``W = T_II⁻¹ diag(a) Q_I`` and the state step ``Z_{I+1} = M_I Z_I + V_I``
 with ``M_I = last·I − K̃_IᵀW``, ``V_I = K̃_IᵀU``; ``tril_state_scan`` runs that short
 recurrence over chunks, and one more batched product gives ``X_I = U − W Z_I``.
@@ -25,6 +27,11 @@ _SHARED_LIMIT = 48 * 1024  # dynamic shared memory usable without an opt-in
 _NULL = np.uint64(0)
 _SMALL_THREADS = 256  # SMALL_THREADS of tril.cu
 _SCAN_TILE = 32  # SCAN_TILE of tril.cu
+# tril_solve.cu: largest d, columns per thread block, and its dynamic shared memory (floats:
+# Z d×68, Q and K C×132, T⁻¹ and X C×68, two C-vectors of decay factors and one more, padded)
+_SOLVE_D = 128
+_SOLVE_TILE = 64
+_SOLVE_SHARED_BYTES = 4 * (_SOLVE_D * 68 + 2 * _SOLVE_CHUNK * (132 + 68) + 2 * _SOLVE_CHUNK + 4)
 
 
 def _empty(shape, dtype):
@@ -173,8 +180,29 @@ class _Chunks:
         return steps
 
 
+def _one_pass(chunks, b, out):
+    """Whether ``tril_chunk_solve`` (tril_solve.cu) applies: float32, chunks of 64, d ≤ 128,
+    d and m multiples of 4 and 16-byte aligned rows (its float4 loads)."""
+    d = chunks.q.shape[-1]
+    return (b.dtype == np.float32 and chunks.c == _SOLVE_CHUNK and chunks.nc > 1 and d <= _SOLVE_D
+            and d % 4 == 0 and b.shape[2] % 4 == 0
+            and all(x.data.ptr % 16 == 0 for x in (chunks.q, chunks.k, b, out)))
+
+
+def _solve_one_pass(chunks, inv, b, out):
+    count, n, m = b.shape
+    kernel = get_kernel("tril", "tril_solve.cu", "tril_chunk_solve", b.dtype)
+    if kernel.max_dynamic_shared_size_bytes < _SOLVE_SHARED_BYTES:
+        kernel.max_dynamic_shared_size_bytes = _SOLVE_SHARED_BYTES
+    launch(kernel, (count, -(-m // _SOLVE_TILE)), 256,
+           (np.int64(count), np.int32(n), np.int32(chunks.nc), np.int32(chunks.q.shape[-1]), np.int32(m),
+            chunks.q, chunks.k, _or_null(chunks.log_decay), inv, b, out),
+           shared_mem=_SOLVE_SHARED_BYTES)
+
+
 def tril_dlr_solve(diag, q, k, b, log_decay, *, chunk=None):
-    """``T x = b`` by chunks (two-pass form, see the module docstring)."""
+    """``T x = b`` by chunks: one pass (``tril_chunk_solve``) where it applies, else the
+    two-pass form of the module docstring."""
     count, n, _ = q.shape
     m = b.shape[2]
     out = _empty((count, n, m), b.dtype)
@@ -182,6 +210,10 @@ def tril_dlr_solve(diag, q, k, b, log_decay, *, chunk=None):
         return out
     chunks = _Chunks(diag, q, k, log_decay, chunk or _SOLVE_CHUNK)
     inv = chunks.block_inverses()
+    b = cp.ascontiguousarray(b)
+    if _one_pass(chunks, b, out):
+        _solve_one_pass(chunks, inv, b, out)
+        return out
     u = inv @ chunks.blocks(b)
     if chunks.nc > 1:
         w = inv @ chunks.qa
