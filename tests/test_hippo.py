@@ -734,22 +734,23 @@ def test_gpu_diag_kernel_fftconv_rft_discretize(cp):
 @pytest.mark.parametrize("conj_pairs", [True, False])
 @pytest.mark.parametrize("dtype", ["complex128", "complex64"])
 def test_gpu_fused_spectrum_writes_every_node(cp, rank, conj_pairs, dtype):
-    """hippo.cu into a NaN-poisoned spectrum: 70 poles (two shared-memory chunks), 1100 nodes
-    (several tiles), Nyquist node; against the FFT of the float64 reference kernel."""
+    """hippo.cu into a NaN-poisoned spectrum: 70 poles (two shared-memory chunks), L = 1100
+    (several tiles, the last one partial) and 1024 (the regular nodes fill whole tiles), Nyquist
+    node, the 1/L of the inverse DFT applied; against the FFT of the float64 reference kernel."""
     from structla.hippo import _cupy
 
     rng = np.random.default_rng(20 + rank)
     args = random_dplr_channels(rng, 3, 70, rank)
-    L = 1100
-    nodes = L // 2 + 1 if conj_pairs else L
-    out = cp.full((3, nodes), complex(np.nan, np.nan), dtype=dtype)
     real = np.finfo(dtype).dtype
     device = [cp.asarray(x, dtype=dtype if x.dtype.kind == "c" else real) for x in args]
-    _cupy._spectrum_into(*device, L, conj_pairs, out)
-    K = _reference.generating_kernel(*args, L, conj_pairs=conj_pairs, real=conj_pairs)
-    expected = np.fft.rfft(K) if conj_pairs else np.fft.fft(K)
-    assert not bool(cp.isnan(out).any())
-    assert max_relative_error(out, expected) <= (1e-12 if dtype == "complex128" else 1e-4)
+    for L in (1100, 1024):
+        nodes = L // 2 + 1 if conj_pairs else L
+        out = cp.full((3, nodes), complex(np.nan, np.nan), dtype=dtype)
+        _cupy._spectrum_into(*device, L, conj_pairs, out, scale=1 / L)
+        K = _reference.generating_kernel(*args, L, conj_pairs=conj_pairs, real=conj_pairs)
+        expected = (np.fft.rfft(K) if conj_pairs else np.fft.fft(K)) / L
+        assert not bool(cp.isnan(out).any())
+        assert max_relative_error(out, expected) <= (1e-12 if dtype == "complex128" else 1e-4)
 
 
 @pytest.mark.gpu
