@@ -88,8 +88,8 @@ template <class T> void check(int count, int length, int C, int dk, int dv, bool
     std::vector<T> out(count * length * dv, T(NAN)), state(count * dv * dk, T(NAN));
     const int hrows = 32 * ((dk + 31) / 32);
     const int tile = narrow ? DELTA_TILE / 2 : DELTA_TILE;
-    const size_t shared = (size_t(hrows) * tile + DELTA_CMAX * tile + DELTA_ROWS * delta_stride<T>::value)
-                          * sizeof(T);
+    const size_t slab = DELTA_ROWS * delta_stride<T>::value;
+    const size_t shared = (size_t(hrows) * tile + 2 * DELTA_CMAX * tile + 2 * slab) * sizeof(T);
     run_grid(count, (dv + tile - 1) / tile, DELTA_THREADS, shared, [&] {
         const T* gates[2] = {gated ? eg.data() : nullptr, gated ? el.data() : nullptr};
         const double* sums = gated ? g.data() : nullptr;

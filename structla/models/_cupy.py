@@ -46,10 +46,10 @@ def _or_null(x):
 
 
 def _carry_shared_bytes(dk, tile, dtype):
-    """Shared memory of the carry kernels: the state tile, R/V_new, one staged slab."""
+    """Shared memory of the carry kernels: the state tile, R and V_new, two staged slabs."""
     hrows = _SLAB * -(-dk // _SLAB)
     stride = _SLAB + 4 if dtype == np.float32 else _SLAB + 1
-    return (hrows * tile + _CMAX * tile + _ROWS * stride) * dtype.itemsize
+    return (hrows * tile + 2 * _CMAX * tile + 2 * _ROWS * stride) * dtype.itemsize
 
 
 @functools.cache

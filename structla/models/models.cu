@@ -14,7 +14,8 @@
 // shared-memory operand (K̃ᵀ is staged from rows of K, transposed on the way); thread (rg, cg)
 // holds rows rg + 32a (rg + 64a in the narrow kernel) and columns 4cg … 4cg + 3, so each step of
 // a product reads one row segment of 4 from each operand for 16 multiply-adds. The next
-// slab (of this chunk or the next one) is fetched into registers while the current one is used.
+// slab (of this chunk or the next one) is fetched into registers while the current one is used,
+// and stored into the other of two slab buffers: one barrier per slab.
 #include <structla/complex.cuh>
 
 // structla-dtypes: float32 float64
@@ -71,9 +72,9 @@ __device__ inline void delta_slab_product(const T* __restrict__ X, const T* __re
 // Slab `slab` of a product by a lower-triangular C × C matrix (T_c, the scores) into the HR row
 // accumulators `acc`: rows < 32 of the second slab are zeros and skipped (whole warps when RG = 64).
 template <typename T, int SP, int TW, int RG, int HR>
-__device__ inline void delta_lower_slab(const T* __restrict__ X, const T* __restrict__ RV, int slab, int rg,
+__device__ inline void delta_lower_slab(const T* __restrict__ X, const T* __restrict__ Y, int slab, int rg,
                                         int cg, T (*acc)[4]) {
-    const T* B = RV + DELTA_SLAB * slab * TW;
+    const T* B = Y + DELTA_SLAB * slab * TW;
     if (slab == 0) {
         delta_slab_product<T, SP, TW, RG, HR>(X, B, rg, cg, acc);
     } else if constexpr (RG == 32) {
@@ -104,8 +105,9 @@ __device__ void delta_carry(long long count, int length, int nc, int C, int dk, 
     const int nst = n1 + 3 * n2;  // slabs per chunk: [K̂; Q̂] H, T_c R, scores V_new, K̃ᵀ V_new
     const int hrows = DELTA_SLAB * n1;
     T* Hs = reinterpret_cast<T*>(smem);  // hrows × TW (rows ≥ d_k stay 0)
-    T* RV = Hs + hrows * TW;             // DELTA_CMAX × TW: R = V − K̂H, then V_new
-    T* Xs = RV + DELTA_CMAX * TW;        // DELTA_ROWS × SP: the staged slab
+    T* Rs = Hs + hrows * TW;             // DELTA_CMAX × TW: R = V − K̂H
+    T* Vs = Rs + DELTA_CMAX * TW;        // DELTA_CMAX × TW: V_new
+    T* Xb = Vs + DELTA_CMAX * TW;        // 2 × DELTA_ROWS × SP: staged slabs, used alternately
 
     for (int idx = tid; idx < hrows * TW; idx += DELTA_THREADS) {
         const int l = idx / TW, j = j0 + idx % TW;
@@ -164,6 +166,7 @@ __device__ void delta_carry(long long count, int length, int nc, int C, int dk, 
     };
     fetch(0, 0);
     T acc[NR][4];
+    int parity = 0;
     for (int c = 0; c < nc; ++c) {
         const long long ch = s * nc + c;
         const T decay = last != nullptr ? last[ch] : T(1);
@@ -172,8 +175,11 @@ __device__ void delta_carry(long long count, int length, int nc, int C, int dk, 
 #pragma unroll
             for (int w = 0; w < 4; ++w) acc[a][w] = T(0);
         for (int st = 0; st < nst; ++st) {
-            __syncthreads();  // the previous slab (and, before the scores, T_c R) fully read
-            if (st == 0) {  // V of this chunk into RV, free since the last chunk's K̃ᵀ V_new
+            // One barrier per slab: a slab buffer is rewritten two slabs after its use, and R,
+            // V_new and H are each written once per chunk, after their readers' last barrier.
+            T* Xs = Xb + parity * DELTA_ROWS * SP;
+            parity ^= 1;
+            if (st == 0) {  // V of this chunk into Rs, unread since the last chunk's T_c R
 #pragma unroll
                 for (int a = 0; a < HR; ++a) {
                     const int t = rg + RG * a;
@@ -181,14 +187,9 @@ __device__ void delta_carry(long long count, int length, int nc, int C, int dk, 
 #pragma unroll
                     for (int w = 0; w < 4; ++w) {
                         const int j = j0 + 4 * cg + w;
-                        RV[t * TW + 4 * cg + w] = t < C && gt < length && j < dv ? v[(s * length + gt) * dv + j] : T(0);
+                        Rs[t * TW + 4 * cg + w] = t < C && gt < length && j < dv ? v[(s * length + gt) * dv + j] : T(0);
                     }
                 }
-            } else if (st == n1 + n2) {
-#pragma unroll
-                for (int a = 0; a < HR; ++a)
-#pragma unroll
-                    for (int w = 0; w < 4; ++w) RV[(rg + RG * a) * TW + 4 * cg + w] = acc[a][w];
             }
             if (st < n1 + 2 * n2) {
 #pragma unroll
@@ -211,14 +212,20 @@ __device__ void delta_carry(long long count, int length, int nc, int C, int dk, 
                     for (int a = 0; a < HR; ++a)
 #pragma unroll
                         for (int w = 0; w < 4; ++w) {
-                            RV[(rg + RG * a) * TW + 4 * cg + w] -= acc[a][w];
+                            Rs[(rg + RG * a) * TW + 4 * cg + w] -= acc[a][w];
                             acc[a][w] = T(0);
                         }
                 }
             } else if (st < n1 + n2) {
-                delta_lower_slab<T, SP, TW, RG, HR>(Xs, RV, st - n1, rg, cg, acc);
+                delta_lower_slab<T, SP, TW, RG, HR>(Xs, Rs, st - n1, rg, cg, acc);
+                if (st == n1 + n2 - 1) {
+#pragma unroll
+                    for (int a = 0; a < HR; ++a)
+#pragma unroll
+                        for (int w = 0; w < 4; ++w) Vs[(rg + RG * a) * TW + 4 * cg + w] = acc[a][w];
+                }
             } else if (st < n1 + 2 * n2) {
-                delta_lower_slab<T, SP, TW, RG, HR>(Xs, RV, st - n1 - n2, rg, cg, acc + HR);
+                delta_lower_slab<T, SP, TW, RG, HR>(Xs, Vs, st - n1 - n2, rg, cg, acc + HR);
                 if (st == n1 + 2 * n2 - 1) {  // outputs done; acc then gathers the next H
 #pragma unroll
                     for (int a = 0; a < HR; ++a) {
@@ -238,7 +245,7 @@ __device__ void delta_carry(long long count, int length, int nc, int C, int dk, 
                     }
                 }
             } else {
-                delta_slab_product<T, SP, TW, RG, NR>(Xs, RV + DELTA_SLAB * (st - n1 - 2 * n2) * TW, rg, cg, acc);
+                delta_slab_product<T, SP, TW, RG, NR>(Xs, Vs + DELTA_SLAB * (st - n1 - 2 * n2) * TW, rg, cg, acc);
                 if (st == nst - 1) {  // nobody reads H between its use in [K̂; Q̂] H and here
 #pragma unroll
                     for (int a = 0; a < NR; ++a) {
