@@ -14,6 +14,8 @@ recurrence over chunks, and one more batched product gives ``X_I = U − W Z_I``
 
 from __future__ import annotations
 
+import functools
+
 import cupy as cp
 import numpy as np
 
@@ -143,16 +145,33 @@ class _Chunks:
         self.q = self.pad(q, pad, 0).reshape(count, self.nc, c, d)
         self.k = self.pad(k, pad, 0).reshape(count, self.nc, c, d)
         self.log_decay = None
-        real = q.real.dtype
-        if log_decay is None:
-            self.qa, self.kt = self.q, self.k
-            self.last = cp.ones((count, self.nc), dtype=real)
-        else:
+        if log_decay is not None:
             self.log_decay = self.pad(log_decay, pad, 0).reshape(count, self.nc, c)
-            cum = cp.cumsum(self.log_decay.astype(cp.float64), axis=-1)
-            self.qa = self.q * cp.exp(cum).astype(real)[..., None]
-            self.kt = self.k * cp.exp(cum[..., -1:] - cum).astype(real)[..., None]
-            self.last = cp.exp(cum[..., -1]).astype(real)
+
+    @functools.cached_property
+    def decayed(self):
+        """``(diag(a) Q_I, diag(f) K_I, last)`` per chunk: ``a_i`` the decay into row i from the
+        previous chunk's end, ``f_i`` from row i to the chunk's end, ``last`` across the chunk
+        (only the two-pass forms use them; the one-pass kernel forms them on chip)."""
+        real = self.q.real.dtype
+        if self.log_decay is None:
+            return self.q, self.k, cp.ones((self.count, self.nc), dtype=real)
+        cum = cp.cumsum(self.log_decay.astype(cp.float64), axis=-1)
+        qa = self.q * cp.exp(cum).astype(real)[..., None]
+        kt = self.k * cp.exp(cum[..., -1:] - cum).astype(real)[..., None]
+        return qa, kt, cp.exp(cum[..., -1]).astype(real)
+
+    @property
+    def qa(self):
+        return self.decayed[0]
+
+    @property
+    def kt(self):
+        return self.decayed[1]
+
+    @property
+    def last(self):
+        return self.decayed[2]
 
     def pad(self, x, pad, value):
         if pad == 0:
