@@ -135,7 +135,7 @@ __device__ void delta_carry(long long count, int length, int nc, int C, int dk, 
 #pragma unroll 4
             for (int e = 0; e < DELTA_PER; ++e) {
                 const int t = row0 + 8 * e;
-                next[e] = t < C && col < C ? tc[(ch * C + t) * C + col] : T(0);
+                next[e] = t < C && col <= t ? tc[(ch * C + t) * C + col] : T(0);  // lower triangular
             }
         } else if (st < n1 + 2 * n2) {
             const int col = DELTA_SLAB * (st - n1 - n2) + lane;
