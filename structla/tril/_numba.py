@@ -194,11 +194,11 @@ def tril_dlr_matmul(diag, q, k, x, log_decay):
 
 
 @kernel(parallel=True)
-def _inv_leaves(diag, q, k, g, leaf, y, wn, ky, steps, wide):
+def _inv_leaves(diag, q, k, g, leaf, y, wn, kyt, steps, wide):
     """Leaves of the merge tree (see :func:`_inv_tree_one`), parallel over leaves L = [s, e).
 
     Writes ``y``'s diagonal block ``Y_LL = T_LL⁻¹`` by the row recursion (A5) and the leaf's
-    ``Wn_L`` (rows of ``wn``), ``KY_L`` (columns of ``ky``: the recursion's state after row
+    ``Wn_L`` (rows of ``wn``), ``KY_Lᵀ`` (rows of ``kyt``: the recursion's state after row
     e - 1, left undecayed) and ``S_L``. Rows and state are carried in ``wide.dtype`` (double
     precision for single precision data), as in :func:`_inv_rows`.
     """
@@ -247,7 +247,7 @@ def _inv_leaves(diag, q, k, g, leaf, y, wn, ky, steps, wide):
                 w[c] = 0
             for j in range(size):
                 zj = z[r, j]
-                ky[r, s + j] = zj
+                kyt[s + j, r] = zj
                 for c in range(d):
                     w[c] -= zj * qa[j, c]
             for c in range(d):
@@ -255,11 +255,80 @@ def _inv_leaves(diag, q, k, g, leaf, y, wn, ky, steps, wide):
             steps[leaf_index, r, r] += last
 
 
-def _pairs(y, h, count):
-    """The ``count`` lower-left blocks ``y[2ph + h : 2ph + 2h, 2ph : 2ph + h]`` of a merge level."""
-    step = y.strides[0] + y.strides[1]
-    return np.lib.stride_tricks.as_strided(y[h:], shape=(count, h, h),
-                                           strides=(2 * h * step, y.strides[0], y.strides[1]))
+def _serial_tile(d, dtype):
+    """Side of the square tiles in which the merge tree calls BLAS.
+
+    OpenBLAS computes a product on the calling thread up to m·n·k = 64³ real (measured here:
+    16·16·64 complex) multiply-adds and splits larger ones over its own threads. Tiles under
+    that size leave Numba's threads, which run the tiles side by side, as the only
+    parallelism: the two thread pools never compete for the cores.
+    """
+    cap = 16 * 16 * 64 if np.dtype(dtype).kind == "c" else 64 ** 3
+    side = 64
+    while side > 1 and side * side * d > cap:
+        side //= 2
+    return side, max(1, cap // (d * d))
+
+
+@kernel(parallel=True)
+def _inv_merges(leaf, tile, rows, y, wn, kyt, steps, spare):
+    """The levels of the merge tree above the leaves (see :func:`_inv_tree_one`).
+
+    Per level one parallel loop over ``tile``-square blocks of the products ``Y_BA = Wn_B KY_A``
+    and one over the updates (``rows`` rows per BLAS call); ``steps`` and ``spare`` take turns
+    holding the transitions of the current level.
+    """
+    n, d = wn.shape
+    count = steps.shape[0]
+    h = leaf
+    while count > 1:
+        pairs = count // 2
+        per = -(-h // tile)
+        for task in prange(pairs * per * per):
+            p = task // (per * per)
+            ti = task // per - p * per
+            tj = task % per
+            r0 = (2 * p + 1) * h + ti * tile
+            r1 = min(r0 + tile, (2 * p + 2) * h, n)
+            c0 = 2 * p * h + tj * tile
+            c1 = min(c0 + tile, (2 * p + 1) * h)
+            if r0 < r1:
+                block = np.empty((r1 - r0, c1 - c0), dtype=y.dtype)
+                np.dot(wn[r0:r1], kyt[c0:c1].T, block)
+                y[r0:r1, c0:c1] = block
+        if count > 2:
+            # Wn of pair 0 lies on the left spine (never read again); when count is even the
+            # last pair forms the last block of the next level, on the right spine, whose KY is
+            # never read again
+            chunks = -(-h // rows)
+            spine = pairs - 1 if count % 2 == 0 else pairs
+            per_pair = 2 * chunks + -(-d // rows)
+            for task in prange(pairs * per_pair):
+                p = task // per_pair
+                part = task - p * per_pair
+                if part < chunks:
+                    r0 = (2 * p + 1) * h + part * rows
+                    r1 = min(r0 + rows, (2 * p + 2) * h, n)
+                    if p > 0 and r0 < r1:
+                        moved = np.empty((r1 - r0, d), dtype=y.dtype)
+                        np.dot(wn[r0:r1], steps[2 * p], moved)
+                        wn[r0:r1] = moved
+                elif part < 2 * chunks:
+                    r0 = 2 * p * h + (part - chunks) * rows
+                    r1 = min(r0 + rows, (2 * p + 1) * h)
+                    if p < spine and r0 < r1:
+                        moved = np.empty((r1 - r0, d), dtype=y.dtype)
+                        np.dot(kyt[r0:r1], steps[2 * p + 1].T, moved)
+                        kyt[r0:r1] = moved
+                else:
+                    r0 = (part - 2 * chunks) * rows
+                    r1 = min(r0 + rows, d)
+                    np.dot(steps[2 * p + 1, r0:r1], steps[2 * p], spare[p, r0:r1])
+            if count % 2:
+                spare[pairs] = steps[count - 1]
+            steps, spare = spare, steps
+        count = -(-count // 2)
+        h *= 2
 
 
 def _inv_tree_one(diag, q, k, g, leaf, y):
@@ -267,58 +336,27 @@ def _inv_tree_one(diag, q, k, g, leaf, y):
 
     Every block X = [s, e) carries, besides ``Y_XX = T_XX⁻¹`` (written into ``y``),
     ``Wn_X = -Y_XX (a ⊙ Q_X)`` with ``a_i = Γ_{i,s-1}`` (rows of ``wn``), ``KY_X = (b ⊙ K_X)ᵀ Y_XX``
-    with ``b_j = Γ_{e-1,j}`` (columns of ``ky``) and the d×d transition ``S_X = Γ_{e-1,s-1} I -
-    (b ⊙ K_X)ᵀ Y_XX (a ⊙ Q_X)``. Merging A = [s, m) and B = [m, e):
+    with ``b_j = Γ_{e-1,j}`` (rows of ``kyt`` hold ``KY_Xᵀ``) and the d×d transition
+    ``S_X = Γ_{e-1,s-1} I - (b ⊙ K_X)ᵀ Y_XX (a ⊙ Q_X)``. Merging A = [s, m) and B = [m, e):
 
-    * ``Y_BA = Wn_B KY_A`` (``[[A, 0], [C, B]]⁻¹`` with the rank-d ``C = T_BA``): one BLAS
-      product straight into ``y``; these blocks tile the strict lower triangle, d·n² flops;
+    * ``Y_BA = Wn_B KY_A`` (``[[A, 0], [C, B]]⁻¹`` with the rank-d ``C = T_BA``): BLAS products
+      straight into ``y``; these blocks tile the strict lower triangle, d·n² flops;
     * ``Wn_X`` on B ← ``Wn_B S_A``, ``KY_X`` on A ← ``S_B KY_A``, ``S_X = S_B S_A``: 2·h·d² per
       merge, n·d² per level (skipped where no later merge reads them: the tree's spines).
 
     Decays enter only through leaf-local factors and the Γ across each leaf inside ``S``, so
     no exponent exceeds one leaf's log-decays and nothing of the form ``exp(+cumsum)`` appears.
-    All levels but the irregular last block of each are batched: one strided BLAS call per level.
+    Leaves, products and updates all run on Numba's threads, the products in BLAS calls small
+    enough to stay on the calling thread (:func:`_serial_tile`).
     """
     n, d = q.shape
     leaves = -(-n // leaf)
     wn = np.empty((n, d), dtype=y.dtype)
-    ky = np.empty((d, n), dtype=y.dtype)
+    kyt = np.empty((n, d), dtype=y.dtype)
     steps = np.empty((leaves, d, d), dtype=y.dtype)
-    _inv_leaves(diag, q, k, g, leaf, y, wn, ky, steps, _wide(y.dtype))
-    h = leaf
-    count = leaves
-    while count > 1:
-        pairs = count // 2
-        uniform = n // (2 * h)
-        more = count > 2
-        if uniform:
-            span = 2 * h * uniform
-            wb = wn[:span].reshape(uniform, 2 * h, d)[:, h:]
-            ka = ky[:, :span].reshape(d, uniform, 2 * h)[:, :, :h].transpose(1, 0, 2)
-            np.matmul(wb, ka, out=_pairs(y, h, uniform))
-            if more:
-                # pair 0 lies on the left spine (its W is never read again); the last block of
-                # the next level on the right spine (its KY is never read again)
-                if uniform > 1:
-                    wb[1:] = wb[1:] @ steps[2:span // h:2]
-                top = uniform - 1 if pairs == uniform and count % 2 == 0 else uniform
-                if top:
-                    ka[:top] = steps[1:2 * top:2] @ ka[:top]
-        if pairs > uniform:
-            s = 2 * h * uniform
-            m = s + h
-            np.matmul(wn[m:], ky[:, s:m], out=y[m:, s:m])
-            if more:
-                # B is the last block: it ends the right spine, so A's KY is not read again
-                if uniform:
-                    wn[m:] = wn[m:] @ steps[2 * uniform]
-        if more:
-            merged = steps[1:2 * pairs:2] @ steps[0:2 * pairs:2]
-            if count % 2:
-                merged = np.concatenate([merged, steps[-1:]])
-            steps = merged
-        count = -(-count // 2)
-        h *= 2
+    _inv_leaves(diag, q, k, g, leaf, y, wn, kyt, steps, _wide(y.dtype))
+    tile, rows = _serial_tile(d, y.dtype)
+    _inv_merges(leaf, tile, rows, y, wn, kyt, steps, np.empty_like(steps))
 
 
 def tril_dlr_inv(diag, q, k, log_decay, *, method="auto", chunk=None):
