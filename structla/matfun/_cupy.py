@@ -19,7 +19,7 @@ from cupy_backends.cuda.libs import cublas
 
 from . import _reference
 
-__all__ = ["frobenius_start", "matmul", "msign", "poly_matrix", "product16"]
+__all__ = ["frobenius_start", "fused_small", "matmul", "msign", "poly_matrix", "product16"]
 
 
 @functools.cache
@@ -173,8 +173,62 @@ def frobenius_start(M: Any, cdt: np.dtype) -> Any:
     return scale(M, top, total, cupy.empty(M.shape, dtype=cdt))
 
 
+#: Largest side of the matrices the fused kernel takes (its three float16 buffers of
+#: rows × (cols + 8) fit the shared memory of two blocks per SM up to 128 × 128).
+_FUSED_MAX = 128
+_FUSED_THREADS = 256
+
+
+def _fused_fits(M: Any, table: np.ndarray, options: dict) -> bool:
+    """Whether a call runs as one :func:`fused_small` launch: a fixed float16 table on a
+    real float32/float16 stack of matrices with sides multiples of 16 up to 128, on a GPU
+    with mma.sync (compute capability 8.0 or newer)."""
+    n, m = M.shape[-2:]
+    return (not options.get("adaptive") and options.get("low") is None
+            and np.dtype(options.get("cdt")) == np.float16
+            and M.dtype in (np.float32, np.float16) and len(table) > 0
+            and min(n, m) >= 16 and max(n, m) <= _FUSED_MAX and n % 16 == 0 and m % 16 == 0
+            and int(cupy.cuda.Device().compute_capability) >= 80)
+
+
+@functools.cache
+def _device_table(rows: tuple[float, ...]) -> Any:
+    return cupy.asarray(np.array(rows, dtype=np.float32))
+
+
+def fused_small(M: Any, table: np.ndarray, out: Any = None) -> Any:
+    """Fixed-step float16 msign of a stack ``(count, n, m)`` in one kernel (``matfun.cu``).
+
+    One block per matrix keeps X, Y = XXᵀ and H in shared memory for all steps; the
+    products run on the tensor cores (float16 inputs, float32 accumulation), the same
+    rounding points as the float16 reference iteration. Returns float32 (into ``out``,
+    a C-contiguous float32 array of M's shape, when given).
+    """
+    from .._core.cuda import get_kernel, launch
+
+    M = cupy.ascontiguousarray(M, dtype=np.float32)
+    count, n, m = M.shape
+    tall = n > m
+    rows, cols = (m, n) if tall else (n, m)
+    if out is None:
+        out = cupy.empty(M.shape, dtype=np.float32)
+    shared = 3 * rows * (cols + 8) * 2 + 32 * 4
+    kernel = get_kernel("matfun", "matfun.cu", "msign_small_fused", np.float32)
+    if kernel.max_dynamic_shared_size_bytes < shared:
+        kernel.max_dynamic_shared_size_bytes = shared
+    coefficients = _device_table(tuple(float(v) for v in np.asarray(table).ravel()))
+    launch(kernel, count, _FUSED_THREADS,
+           (M, out, coefficients, np.int32(len(table)), np.int32(rows), np.int32(cols),
+            np.int32(tall)), shared_mem=shared)
+    return out
+
+
 def msign(M: Any, table: np.ndarray, **options: Any) -> tuple[Any, Any]:
     """:func:`structla.matfun._reference.msign` with the fused ``H`` kernel and the
-    float16-in, float32-out product for the mixed-precision finish."""
+    float16-in, float32-out product for the mixed-precision finish; fixed float16 tables
+    on small matrices run as one :func:`fused_small` launch."""
+    if _fused_fits(M, table, options):
+        outcome = _reference.Outcome(iterations=len(table), method="standard")
+        return fused_small(M, table), outcome
     return _reference.msign(M, table, combine=poly_matrix, product16=product16, mm=matmul,
                             start=frobenius_start, **options)
