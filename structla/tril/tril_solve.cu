@@ -8,7 +8,6 @@
 // fetched into registers during the product that precedes their use (T_II⁻¹ during the first,
 // K_I during the second, Q_{I+1} during the third), so each step's loads hide behind the
 // previous step's arithmetic; log-decays are summed in double (chunk-local, exponents ≤ 0).
-#include <structla/complex.cuh>
 
 // structla-dtypes: float32
 
