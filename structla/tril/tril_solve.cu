@@ -4,10 +4,10 @@
 //   r   = B_I − diag(a) Q_I Z        (a_i = Γ from the previous chunk's end to row i)
 //   X_I = T_II⁻¹ r                   (T_II⁻¹ from tril_block_inv_small, lower triangular)
 //   Z  ← last·Z + K_Iᵀ diag(f) X_I   (f_i = Γ from row i to the chunk's end, last = Γ across it)
-// 4·C·d·64 + C²·64 flops per chunk and tile, no d×d step matrix. The next chunk's operands are
-// fetched into registers during the product that precedes their use (T_II⁻¹ during the first,
-// K_I during the second, Q_{I+1} during the third), so each step's loads hide behind the
-// previous step's arithmetic; log-decays are summed in double (chunk-local, exponents ≤ 0).
+// 4·C·d·64 + C²·64 flops per chunk and tile, no d×d step matrix. Operands are fetched into
+// registers during a long product before their use (K_I and B_I during the first, Q_{I+1} and
+// T⁻¹_{I+1,I+1} during the third), so the loads hide behind arithmetic; log-decays are summed
+// in double (chunk-local, exponents ≤ 0).
 
 // structla-dtypes: float32
 
@@ -86,6 +86,21 @@ __global__ void tril_chunk_solve(long long count, int n, int nc, int d, int m,
             fs_store(dst + (idx / (FS_D / 4)) * FS_QS + 4 * (idx % (FS_D / 4)), v[e]);
         }
     };
+    // T_II⁻¹ (C × C) as 4 float4 per thread.
+    auto fetch_inv = [&](int I, float4 (&v)[4]) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int idx = tid + e * FS_THREADS;
+            v[e] = fs_load(inv + ((s * nc + I) * FS_CHUNK + idx / 16) * FS_CHUNK + 4 * (idx % 16));
+        }
+    };
+    auto store_inv = [&](const float4 (&v)[4]) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int idx = tid + e * FS_THREADS;
+            fs_store(Ts + (idx / 16) * FS_ZS + 4 * (idx % 16), v[e]);
+        }
+    };
     // Decay factors of chunk I from its log-decays (threads < 64: g_lo = g[lane], g_hi = g[32 + lane]).
     auto factors = [&](float g_lo, float g_hi) {
         if (tid < 64) {
@@ -120,9 +135,11 @@ __global__ void tril_chunk_solve(long long count, int n, int nc, int d, int m,
 #pragma unroll
         for (int u = 0; u < 4; ++u) z[a][u] = 0.0f;
     {
-        float4 v[OPS];
+        float4 v[OPS], t[4];
         fetch_op(qs, 0, v);
+        fetch_inv(0, t);
         store_op(Qs, v);
+        store_inv(t);
     }
     if (gs != nullptr) {
         fetch_g(0);
@@ -136,14 +153,10 @@ __global__ void tril_chunk_solve(long long count, int n, int nc, int d, int m,
 
     for (int I = 0; I < nc; ++I) {
         const int row0 = I * FS_CHUNK;
-        const float last = *flast;  // read here: chunk I + 1's factors overwrite it after the last product
+        const float last = *flast;  // chunk I + 1's factors overwrite it after the last product
         // ---- r = B_I − diag(a) Q_I Z (rows ty + 16a, columns col … col + 3) ----
-        float4 tv[4], bv[4];
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const int idx = tid + e * FS_THREADS;
-            tv[e] = fs_load(inv + ((s * nc + I) * FS_CHUNK + idx / 16) * FS_CHUNK + 4 * (idx % 16));
-        }
+        float4 kv[OPS], bv[4];
+        fetch_op(ks, I, kv);
 #pragma unroll
         for (int a = 0; a < 4; ++a) {
             const int row = row0 + ty + 16 * a;
@@ -158,9 +171,9 @@ __global__ void tril_chunk_solve(long long count, int n, int nc, int d, int m,
         if (I > 0) {
 #pragma unroll 2
             for (int r = 0; r < d; r += 4) {
-                float4 qv[4], zv[4];
+                float4 qa[4], zv[4];
 #pragma unroll
-                for (int a = 0; a < 4; ++a) qv[a] = fs_load(Qs + (ty + 16 * a) * FS_QS + r);
+                for (int a = 0; a < 4; ++a) qa[a] = fs_load(Qs + (ty + 16 * a) * FS_QS + r);
 #pragma unroll
                 for (int v = 0; v < 4; ++v) zv[v] = fs_load(Zs + (r + v) * FS_ZS + 4 * tx);
 #pragma unroll
@@ -169,7 +182,7 @@ __global__ void tril_chunk_solve(long long count, int n, int nc, int d, int m,
                     for (int a = 0; a < 4; ++a)
 #pragma unroll
                         for (int u = 0; u < 4; ++u)
-                            acc[a][u] = fmaf(fs_at(qv[a], v), fs_at(zv[v], u), acc[a][u]);
+                            acc[a][u] = fmaf(fs_at(qa[a], v), fs_at(zv[v], u), acc[a][u]);
             }
         }
 #pragma unroll
@@ -179,15 +192,9 @@ __global__ void tril_chunk_solve(long long count, int n, int nc, int d, int m,
                      make_float4(bv[a].x - f * acc[a][0], bv[a].y - f * acc[a][1],
                                  bv[a].z - f * acc[a][2], bv[a].w - f * acc[a][3]));
         }
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const int idx = tid + e * FS_THREADS;
-            fs_store(Ts + (idx / 16) * FS_ZS + 4 * (idx % 16), tv[e]);
-        }
+        store_op(Ks, kv);
         __syncthreads();
         // ---- X_I = T_II⁻¹ r (lower triangular: column block kb meets rows of blocks a ≥ kb) ----
-        float4 kv[OPS];
-        fetch_op(ks, I, kv);
 #pragma unroll
         for (int a = 0; a < 4; ++a)
 #pragma unroll
@@ -224,11 +231,13 @@ __global__ void tril_chunk_solve(long long count, int n, int nc, int d, int m,
             fs_store(Xs + (ty + 16 * a) * FS_ZS + 4 * tx,
                      make_float4(f * acc[a][0], f * acc[a][1], f * acc[a][2], f * acc[a][3]));
         }
-        store_op(Ks, kv);
         __syncthreads();
         // ---- Z ← last·Z + K_Iᵀ diag(f) X_I (rows 8ty … 8ty + 7 of Z) ----
-        float4 qv[OPS];
-        if (I + 1 < nc) fetch_op(qs, I + 1, qv);
+        float4 qv[OPS], tv[4];
+        if (I + 1 < nc) {
+            fetch_op(qs, I + 1, qv);
+            fetch_inv(I + 1, tv);
+        }
 #pragma unroll
         for (int a = 0; a < 8; ++a)
 #pragma unroll
@@ -247,11 +256,12 @@ __global__ void tril_chunk_solve(long long count, int n, int nc, int d, int m,
                 }
         }
         if (I + 1 == nc) break;
-        // Z, Q_I and the factors were last read before the barriers above
+        // Z, Q_I, T⁻¹_II and the factors were last read before the barriers above
 #pragma unroll
         for (int a = 0; a < 8; ++a)
             fs_store(Zs + (8 * ty + a) * FS_ZS + 4 * tx, make_float4(z[a][0], z[a][1], z[a][2], z[a][3]));
         store_op(Qs, qv);
+        store_inv(tv);
         if (gs != nullptr) factors(g_lo, g_hi);
         __syncthreads();
     }
