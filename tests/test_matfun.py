@@ -308,6 +308,67 @@ def test_msign_gram_start_saves_steps():
     assert info.iterations < frobenius_steps
 
 
+def test_spectral_interval_certifies_the_extreme_eigenvalues():
+    from structla.matfun._reference import spectral_interval
+
+    rng = np.random.default_rng(43)
+    for dtype in ("float32", "float64", "complex128"):
+        B = random_array(rng, (3, 40, 90), dtype)
+        Y = B @ B.conj().swapaxes(-1, -2)
+        Y = Y / np.abs(Y).sum(axis=(-2, -1), keepdims=True)
+        ev = np.linalg.eigvalsh(Y.astype(np.complex128))
+        lower, upper = spectral_interval(Y, np)
+        assert (lower <= ev[:, 0]).all() and (ev[:, -1] <= upper).all(), dtype
+        # Lanczos edges within 1 % and the first Cholesky tries pass: the bounds are tight
+        assert (lower >= 0.98 * ev[:, 0]).all() and (upper <= 1.02 * ev[:, -1]).all(), dtype
+    B = rng.standard_normal((2, 30, 4)) @ rng.standard_normal((2, 4, 60))
+    assert spectral_interval(B @ B.swapaxes(-1, -2), np) is None  # rank 4: no positive bound
+
+
+@pytest.mark.parametrize("lower", [0.3, 0.05, 1e-3, 1e-6])
+@pytest.mark.parametrize("tol", [1e-2, 1e-3, 1e-8])
+def test_tailored_table_band_is_the_scalar_map_bound(lower, tol):
+    from structla.matfun._coefficients import tailored_table
+
+    table, band = tailored_table(lower, tol)
+    grid = np.concatenate([np.geomspace(lower, 1, 20001), np.linspace(lower, 1, 20001)])
+    deviation = np.abs(scalar_map(table, grid) - 1).max()
+    assert deviation <= band + 1e-13 and band <= tol  # (float64 evaluation of the map)
+    assert band <= deviation * 1.001 + 1e-15  # the exact interval image: attained
+    if len(table) > 1:  # the fewest rows: one row less (Polar Express, same ℓ) misses tol
+        shorter = polar_express_coefficients(len(table) - 1, lower=lower)
+        assert np.abs(scalar_map(shorter, grid) - 1).max() > tol
+
+
+def test_msign_certified_band_path():
+    # Gaussian 256×1024: σ_min/σ_max ≈ 1/3, certified to within 1 %: two Polar Express rows
+    # built for [ℓ/u, 1] prove 1e-3 (band 6.6e-4) without measuring a defect
+    rng = np.random.default_rng(44)
+    M = rng.standard_normal((256, 1024)).astype(np.float32)
+    X, info = msign(M, tol=1e-3, return_info=True)
+    s = np.linalg.svd(X.astype(np.float64), compute_uv=False)
+    assert info.iterations == 2 and info.method == "gram" and info.converged
+    assert np.abs(s - 1).max() <= info.extra["predicted_error"] <= 1e-3
+    assert not info.extra["defect_history"]
+    Xs, info_s = msign(M, tol=1e-3, method="standard", return_info=True)
+    assert info_s.iterations == 2 and info_s.method == "standard"
+    np.testing.assert_allclose(Xs, X, atol=1e-4)
+    for A in (M.T.copy(), (M + 1j * rng.standard_normal(M.shape)).astype(np.complex64),
+              rng.standard_normal((3, 64, 200)).astype(np.float32)):
+        X, info = msign(A, tol=1e-3, return_info=True)
+        s = np.linalg.svd(X.astype(np.complex128), compute_uv=False)
+        assert info.iterations <= 3 and np.abs(s - 1).max() <= 1e-3
+    # no certificate (rank 5): the defect rule, zero singular values stay small
+    A = (rng.standard_normal((64, 5)) @ rng.standard_normal((5, 100))).astype(np.float32)
+    X, info = msign(A, tol=1e-3, return_info=True)
+    s = np.linalg.svd(X.astype(np.float64), compute_uv=False)
+    assert info.converged and info.extra["defect_history"]
+    assert np.abs(s[:5] - 1).max() <= 1e-3 and s[5:].max() < 1e-2
+    # tol below 1000·eps: the defect rule decides
+    _, info = msign(M, tol=1e-5, return_info=True)
+    assert info.converged and info.extra["defect_history"]
+
+
 @pytest.mark.parametrize("shape", [(40, 40), (24, 56), (56, 24), (3, 24, 32)])
 def test_msign_mixed_precision_reaches_tol(shape):
     rng = np.random.default_rng(41)

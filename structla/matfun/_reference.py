@@ -475,7 +475,9 @@ def spectral_interval(Y: Any, xp: ModuleType) -> tuple[np.ndarray, np.ndarray] |
         return xp.asarray(values, dtype=np.float64)[:, None, None]
 
     upper = high * _UPPER_MARGIN
-    upper = upper + slack if _positive_definite(stack(upper) * eye - A, xp) else np.inf * upper
+    if not ((upper > 0).all() and _positive_definite(stack(upper) * eye - A, xp)):
+        upper = np.full_like(upper, np.inf)
+    upper = upper + slack
     for fraction in _LOWER_TRIES:
         lower = low * fraction
         if (lower > 0).all() and _positive_definite(A - stack(lower) * eye, xp):
