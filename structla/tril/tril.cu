@@ -159,12 +159,22 @@ __device__ void small_block_inv(long long b, int C, int d,
     const T* qb = q + b * (long long)C * d;
     const T* kb = k + b * (long long)C * d;
 
-    if (logd != nullptr && tid == 0) {
-        double s = 0.0;
-        for (int i = 0; i < CP; ++i) {
-            if (i < C) s += (double)logd[b * C + i];
-            cum[i] = s;
+    if (logd != nullptr && tid < 64) {
+        // inclusive sums by two warps' shuffles: entries 0-31 and 32-63 (zeros past C)
+        const int lane = tid % 32;
+        double lo = lane < C ? (double)logd[b * C + lane] : 0.0;
+        double hi = 32 + lane < C ? (double)logd[b * C + 32 + lane] : 0.0;
+#pragma unroll
+        for (int o = 1; o < 32; o *= 2) {
+            const double x = __shfl_up_sync(0xffffffffu, lo, o);
+            const double y = __shfl_up_sync(0xffffffffu, hi, o);
+            if (lane >= o) {
+                lo += x;
+                hi += y;
+            }
         }
+        const double total_lo = __shfl_sync(0xffffffffu, lo, 31);
+        if (tid < CP) cum[tid] = tid < 32 ? lo : total_lo + hi;
     }
     WT acc[NT][NT];
 #pragma unroll
