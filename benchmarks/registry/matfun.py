@@ -34,9 +34,21 @@ def _key(tag, size):
     return tag + json.dumps(size, sort_keys=True)
 
 
-def _msign_flops(n, m, steps):
+def _msign_flops(n, m, steps, method="standard"):
+    """Product flops (symmetric products counted in full) of ``steps`` msign steps.
+
+    Standard: ``XXᵀ``, ``Y²``, ``HX`` per step. Gram (the certified path: at most 3 steps, no
+    restart): ``XXᵀ`` and ``Y²`` once, ``HRH``, ``R²`` and ``HQ`` per later step, ``QX`` once.
+    """
     k, big = min(n, m), max(n, m)
+    if method == "gram":
+        return 4.0 * k * k * big + 2.0 * k**3 + max(steps - 1, 0) * 8.0 * k**3
     return steps * (4.0 * k * k * big + 2.0 * k**3)
+
+
+def _flops(tag, size, scale=1):
+    steps, method = _STEPS[_key(tag, size)]
+    return scale * _msign_flops(size["n"], size["m"], steps, method)
 
 
 def _spectrum(rng, n, m, low):
@@ -61,7 +73,7 @@ def _gaussian_setup(tag, tol, compute_dtype=None):
             M = rng.standard_normal(shape)
         M = xp.asarray(M, dtype=dtype)
         _, info = structla.msign(M, tol=tol, compute_dtype=compute_dtype, return_info=True)
-        _STEPS[_key(tag, size)] = info.iterations
+        _STEPS[_key(tag, size)] = (info.iterations, info.method)
         return {"M": M}
 
     return setup
@@ -105,14 +117,14 @@ CASES = [
         sizes=[{"n": 256, "m": 1024}, {"n": 512, "m": 2048}, {"n": 1024, "m": 4096}],
         setup=_gaussian_setup("f32", 1e-3), ours=lambda d: structla.msign(d["M"], tol=1e-3),
         peer_fn=_numpy_svd_polar, devices=("cpu",), dtypes=("float32",),
-        flops=lambda s: _msign_flops(s["n"], s["m"], _STEPS[_key("f32", s)])),
+        flops=lambda s: _flops("f32", s)),
     BenchCase(
         routine="msign", peer="numpy.linalg.svd batched (float32); ours: tol=1e-3",
         sizes=[{"batch": 32, "n": 128, "m": 128, "spectrum": 1},
                {"batch": 256, "n": 128, "m": 128, "spectrum": 1}],
         setup=_gaussian_setup("batch", 1e-3), ours=lambda d: structla.msign(d["M"], tol=1e-3),
         peer_fn=_numpy_svd_polar, devices=("cpu",), dtypes=("float32",), x="batch",
-        flops=lambda s: s["batch"] * _msign_flops(128, 128, _STEPS[_key("batch", s)])),
+        flops=lambda s: _flops("batch", s, s["batch"])),
 ]
 
 
@@ -200,7 +212,7 @@ def _equal_accuracy_setup(size, xp, dtype):
     target = _deviation(structla.msign(M, steps=5, coeffs="muon"))
     steps = next(t for t in range(1, 9)
                  if _deviation(structla.msign(M, steps=t, compute_dtype="float16")) <= target)
-    _STEPS[_key("eq", size)] = steps
+    _STEPS[_key("eq", size)] = (steps, "standard")
     return {"M": M, "steps": steps}
 
 
@@ -216,7 +228,7 @@ CASES.append(BenchCase(
     sizes=[{"n": 1024, "m": 4096}, {"n": 4096, "m": 4096}], setup=_gpu_spectrum_setup("cusvd", 1e-3),
     ours=lambda d: structla.msign(d["M"], tol=1e-3), peer_fn=_cupy_svd_polar, peer_device="gpu",
     devices=("gpu",), dtypes=("float32",),
-    flops=lambda s: _msign_flops(s["n"], s["m"], _STEPS[_key("cusvd", dict(s, spectrum=1))])))
+    flops=lambda s: _flops("cusvd", dict(s, spectrum=1))))
 
 if _HAS_TORCH:
     _GPU_SQUARE = [{"n": 1024, "m": 4096}, {"n": 4096, "m": 4096}, {"n": 8192, "m": 8192}]
@@ -226,14 +238,14 @@ if _HAS_TORCH:
             sizes=_GPU_SQUARE, setup=_gpu_spectrum_setup("muon", 1e-2, "float16"),
             ours=lambda d: structla.msign(d["M"], tol=1e-2, compute_dtype="float16"),
             peer_fn=_torch_muon5, peer_device="gpu", devices=("gpu",), dtypes=("float32",),
-            flops=lambda s: _msign_flops(s["n"], s["m"], _STEPS[_key("muon", dict(s, spectrum=1))])),
+            flops=lambda s: _flops("muon", dict(s, spectrum=1))),
         BenchCase(
             routine="msign", peer="torch.linalg.svd U@Vh (float32); ours: tol=1e-3, "
                                   "compute_dtype='mixed' (float16 steps, float32 finish)",
             sizes=_GPU_SQUARE, setup=_gpu_spectrum_setup("svd", 1e-3, "mixed"),
             ours=lambda d: structla.msign(d["M"], tol=1e-3, compute_dtype="mixed"),
             peer_fn=_torch_svd_polar, peer_device="gpu", devices=("gpu",), dtypes=("float32",),
-            flops=lambda s: _msign_flops(s["n"], s["m"], _STEPS[_key("svd", dict(s, spectrum=1))]),
+            flops=lambda s: _flops("svd", dict(s, spectrum=1)),
             peer_limit=lambda s: s["n"] <= 4096),
         BenchCase(
             routine="msign", peer="torch batched Muon 5-step bf16; ours: fewest Polar Express "
@@ -242,5 +254,5 @@ if _HAS_TORCH:
             setup=_equal_accuracy_setup,
             ours=lambda d: structla.msign(d["M"], steps=d["steps"], compute_dtype="float16"),
             peer_fn=_torch_muon5, peer_device="gpu", devices=("gpu",), dtypes=("float32",),
-            x="batch", flops=lambda s: s["batch"] * _msign_flops(128, 128, _STEPS[_key("eq", s)])),
+            x="batch", flops=lambda s: _flops("eq", s, s["batch"])),
     ]
