@@ -1,8 +1,8 @@
 """models.cu run on the CPU: every CUDA thread of a block is a host thread, ``__syncthreads`` a barrier.
 
 CI has no GPU; nvcc (test_cuda_sources.py) catches syntax and template errors only. Here the
-unmodified ``delta_chunk_carry`` (32 value columns per block) and ``delta_chunk_carry_narrow``
-(16) are compiled as host C++ and launched block by block with the
+unmodified ``delta_chunk_carry`` (32 value columns per block), ``delta_chunk_carry_narrow``
+(16) and ``delta_chunk_carry_wide`` (64) are compiled as host C++ and launched block by block with the
 grid, thread count and shared memory ``_cupy.py`` uses. The chunk-local inputs are prepared
 on the host as ``_cupy.delta_chunked`` prepares them (T_c by forward substitution, Q Kᵀ, the
 per-step gate factors), and the outputs and final state, poisoned with NaN
@@ -25,7 +25,7 @@ struct float4 { float x, y, z, w; };
 #include MODELS_CU
 
 // One problem: `count` sequences of `length` steps in chunks of C; prints the error ratio.
-template <class T> void check(int count, int length, int C, int dk, int dv, bool gated, bool narrow,
+template <class T> void check(int count, int length, int C, int dk, int dv, bool gated, int tile,
                               unsigned seed) {
     std::mt19937 rng(seed);
     std::normal_distribution<double> normal;
@@ -87,17 +87,20 @@ template <class T> void check(int count, int length, int C, int dk, int dv, bool
     for (size_t i = 0; i < h0.size(); ++i) h0t[i] = T(h0[i]);
     std::vector<T> out(count * length * dv, T(NAN)), state(count * dv * dk, T(NAN));
     const int hrows = 32 * ((dk + 31) / 32);
-    const int tile = narrow ? DELTA_TILE / 2 : DELTA_TILE;
     const size_t slab = DELTA_ROWS * delta_stride<T>::value;
     const size_t shared = (size_t(hrows) * tile + 2 * DELTA_CMAX * tile + 2 * slab) * sizeof(T);
     run_grid(count, (dv + tile - 1) / tile, DELTA_THREADS, shared, [&] {
         const T* gates[2] = {gated ? eg.data() : nullptr, gated ? el.data() : nullptr};
         const double* sums = gated ? g.data() : nullptr;
         const T* lasts = gated ? last.data() : nullptr;
-        if (narrow) {
+        if (tile == DELTA_TILE / 2) {
             delta_chunk_carry_narrow<T>(count, length, nc, C, dk, dv, kt.data(), qt.data(), tc.data(),
                                         qk.data(), vt.data(), gates[0], gates[1], sums, lasts, h0t.data(),
                                         out.data(), state.data());
+        } else if (tile == 2 * DELTA_TILE) {
+            delta_chunk_carry_wide<T>(count, length, nc, C, dk, dv, kt.data(), qt.data(), tc.data(),
+                                      qk.data(), vt.data(), gates[0], gates[1], sums, lasts, h0t.data(),
+                                      out.data(), state.data());
         } else {
             delta_chunk_carry<T>(count, length, nc, C, dk, dv, kt.data(), qt.data(), tc.data(), qk.data(),
                                  vt.data(), gates[0], gates[1], sums, lasts, h0t.data(), out.data(),
@@ -139,19 +142,19 @@ template <class T> void check(int count, int length, int C, int dk, int dv, bool
             worst_state = std::max(worst_state, e == e ? e : 1e300);
         }
     }
-    std::printf("carry size=%zu count=%d T=%d C=%d dk=%d dv=%d gated=%d narrow=%d out ratio=%.3e\n",
-                sizeof(T), count, length, C, dk, dv, gated, narrow, worst_out);
-    std::printf("carry size=%zu count=%d T=%d C=%d dk=%d dv=%d gated=%d narrow=%d state ratio=%.3e\n",
-                sizeof(T), count, length, C, dk, dv, gated, narrow, worst_state);
+    std::printf("carry size=%zu count=%d T=%d C=%d dk=%d dv=%d gated=%d tile=%d out ratio=%.3e\n",
+                sizeof(T), count, length, C, dk, dv, gated, tile, worst_out);
+    std::printf("carry size=%zu count=%d T=%d C=%d dk=%d dv=%d gated=%d tile=%d state ratio=%.3e\n",
+                sizeof(T), count, length, C, dk, dv, gated, tile, worst_state);
 }
 
 template <class T> void all_checks() {
-    for (bool narrow : {false, true}) {
-        check<T>(2, 150, 64, 40, 40, false, narrow, 1);  // partial last chunk, value tiles, two key slabs
-        check<T>(1, 150, 64, 40, 3, true, narrow, 2);
-        check<T>(1, 40, 16, 5, 3, true, narrow, 3);      // C < 32: one slab per C×C product
-        check<T>(1, 80, 37, 33, 70, false, narrow, 4);   // odd C, several value tiles, d_k past one slab
-        check<T>(1, 70, 64, 128, 33, true, narrow, 5);   // the largest d_k: four slabs, 128 staged rows
+    for (int tile : {DELTA_TILE, DELTA_TILE / 2, 2 * DELTA_TILE}) {
+        check<T>(2, 150, 64, 40, 40, false, tile, 1);  // partial last chunk, value tiles, two key slabs
+        check<T>(1, 150, 64, 40, 3, true, tile, 2);
+        check<T>(1, 40, 16, 5, 3, true, tile, 3);      // C < 32: one slab per C×C product
+        check<T>(1, 80, 37, 33, 70, false, tile, 4);   // odd C, several value tiles, d_k past one slab
+        check<T>(1, 70, 64, 128, 33, true, tile, 5);   // the largest d_k: four slabs, 128 staged rows
     }
 }
 
@@ -161,7 +164,7 @@ int main() {
 }
 """
 
-CHECKS = 2 * 2 * 2 * 5
+CHECKS = 2 * 2 * 3 * 5
 
 
 def test_emulated_carry_matches_float64_recurrence(tmp_path):

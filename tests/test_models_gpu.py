@@ -1,7 +1,7 @@
 """The fused GPU chunk form of (gated) DeltaNet (``models/_cupy.py``, ``models.cu``) against the
 float64 step-by-step recurrence, with every output the GPU path allocates poisoned with NaN.
 
-Both carry kernels (32 and 16 value columns per block) run every case. Sizes cover what they
+Every carry kernel (32, 16 and 64 value columns per block) runs every case. Sizes cover what they
 tile: partial last chunks, chunk sizes below, at and between the 32-wide slabs (16, 37, 64), d_k
 from 5 to 128 (one to four key slabs), value dimensions over several partial column tiles,
 initial states, and the fallbacks beyond the kernels' bounds (chunk > 64, d_k > 128), which
@@ -41,11 +41,10 @@ def _run(model, args, h0, cp, **kw):
     return fn(*dargs, h0=None if h0 is None else cp.asarray(h0), return_state=True, **kw)
 
 
-@pytest.fixture(params=["wide", "narrow"])
+@pytest.fixture(params=[32, 16, 64])
 def tiles(request, monkeypatch, poisoned):
-    """Both carry kernels: 32 value columns per block (as for large batches) and 16 (small ones)."""
-    many = request.param == "narrow"
-    monkeypatch.setattr(poisoned, "_multiprocessors", lambda device: 1 << 30 if many else 1)
+    """Each carry kernel: 32, 16 and 64 value columns per block."""
+    monkeypatch.setattr(poisoned, "_carry_tile", lambda count, dv: request.param)
     return request.param
 
 

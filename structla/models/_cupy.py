@@ -25,7 +25,7 @@ from .._core.cuda import get_kernel, launch
 from ..tril._cupy import ut_transform
 
 # Mirrors models.cu (DELTA_THREADS, DELTA_TILE, DELTA_CMAX, DELTA_ROWS, DELTA_SLAB, delta_stride);
-# delta_chunk_carry_narrow takes DELTA_TILE / 2 value columns per block.
+# delta_chunk_carry_narrow / _wide take DELTA_TILE / 2 and 2 · DELTA_TILE value columns per block.
 _THREADS = 256
 _TILE = 32
 _CMAX = 64
@@ -34,6 +34,8 @@ _SLAB = 32
 _SHARED_DEFAULT = 48 * 1024  # dynamic shared memory usable without an opt-in
 _MAX_DYNAMIC_SHARED_ATTRIBUTE = 8  # CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
 _NULL = np.uint64(0)
+_CARRY_KERNELS = {_TILE // 2: "delta_chunk_carry_narrow", _TILE: "delta_chunk_carry",
+                  2 * _TILE: "delta_chunk_carry_wide"}
 
 
 def _empty(shape, dtype):
@@ -55,6 +57,14 @@ def _carry_shared_bytes(dk, tile, dtype):
 @functools.cache
 def _multiprocessors(device_id):
     return cp.cuda.Device(device_id).attributes["MultiProcessorCount"]
+
+
+def _carry_tile(count, dv):
+    """Value columns per block of the carry: half-width tiles where full ones would leave
+    multiprocessors idle (the sequences run their chunks in order, so blocks are the only
+    parallelism)."""
+    full = count * -(-dv // _TILE)
+    return _TILE // 2 if full < _multiprocessors(cp.cuda.runtime.getDevice()) else _TILE
 
 
 def _chunks(x, chunk, nc):
@@ -88,12 +98,8 @@ def delta_chunked(q, k, v, beta, log_alpha, h0, chunk):
         grow = cp.exp(g).astype(dtype)
         shrink = cp.exp(g[:, -1:] - g).astype(dtype)
         last = cp.exp(g[:, -1]).astype(dtype)
-    # Half-width value tiles where full ones would leave multiprocessors idle (the sequences run
-    # their chunks in order, so blocks are the only parallelism).
-    narrow = count * -(-dv // _TILE) < _multiprocessors(cp.cuda.runtime.getDevice())
-    tile = _TILE // 2 if narrow else _TILE
-    name = "delta_chunk_carry_narrow" if narrow else "delta_chunk_carry"
-    kernel = get_kernel("models", "models.cu", name, dtype)
+    tile = _carry_tile(count, dv)
+    kernel = get_kernel("models", "models.cu", _CARRY_KERNELS[tile], dtype)
     shared = _carry_shared_bytes(dk, tile, dtype)
     if shared > _SHARED_DEFAULT:
         cp.cuda.driver.funcSetAttribute(kernel.ptr, _MAX_DYNAMIC_SHARED_ATTRIBUTE, shared)

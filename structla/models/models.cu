@@ -2,7 +2,7 @@
 //
 // delta_chunk_carry: one thread block per (sequence, tile of 32 value columns) runs every chunk
 // of its sequence in order, keeping its columns of the state H = Sᵀ (d_k × 32) in shared memory;
-// delta_chunk_carry_narrow: the same with tiles of 16 columns (twice the blocks, for small batches).
+// delta_chunk_carry_narrow / _wide: the same with tiles of 16 / 64 columns (twice / half the blocks).
 // With T_c (the UT transform, diag(β) folded in) and the unmasked scores Q Kᵀ prepared for all
 // chunks at once (_cupy.py), and K̂ = diag(e^g) K, Q̂ = diag(e^g) Q, K̃ = diag(e^{g_last−g}) K
 // formed while their slabs are staged, each chunk does
@@ -77,8 +77,9 @@ __device__ inline void delta_lower_slab(const T* __restrict__ X, const T* __rest
     const T* B = Y + DELTA_SLAB * slab * TW;
     if (slab == 0) {
         delta_slab_product<T, SP, TW, RG, HR>(X, B, rg, cg, acc);
-    } else if constexpr (RG == 32) {
-        delta_slab_product<T, SP, TW, RG, HR - 1>(X + RG * SP, B, rg, cg, acc + 1);
+    } else if constexpr (RG <= 32) {  // the first 32 / RG row accumulators hold rows < 32
+        constexpr int Z = 32 / RG;
+        delta_slab_product<T, SP, TW, RG, HR - Z>(X + 32 * SP, B, rg, cg, acc + Z);
     } else if (rg >= 32) {
         delta_slab_product<T, SP, TW, RG, HR>(X, B, rg, cg, acc);
     }
@@ -119,7 +120,7 @@ __device__ void delta_carry(long long count, int length, int nc, int C, int dk, 
         const long long ch = s * nc + c;
         if (st < n1) {
             const int l = DELTA_SLAB * st + lane;
-#pragma unroll 4
+#pragma unroll (TW == 2 * DELTA_TILE ? DELTA_PER : 4)
             for (int e = 0; e < DELTA_PER; ++e) {
                 const int row = row0 + 8 * e, t = row % DELTA_CMAX;
                 const T* src = row < DELTA_CMAX ? k : q;
@@ -132,14 +133,14 @@ __device__ void delta_carry(long long count, int length, int nc, int C, int dk, 
             }
         } else if (st < n1 + n2) {
             const int col = DELTA_SLAB * (st - n1) + lane;
-#pragma unroll 4
+#pragma unroll (TW == 2 * DELTA_TILE ? DELTA_PER : 4)
             for (int e = 0; e < DELTA_PER; ++e) {
                 const int t = row0 + 8 * e;
                 next[e] = t < C && col <= t ? tc[(ch * C + t) * C + col] : T(0);  // lower triangular
             }
         } else if (st < n1 + 2 * n2) {
             const int col = DELTA_SLAB * (st - n1 - n2) + lane;
-#pragma unroll 4
+#pragma unroll (TW == 2 * DELTA_TILE ? DELTA_PER : 4)
             for (int e = 0; e < DELTA_PER; ++e) {
                 const int t = row0 + 8 * e;
                 T x = T(0);
@@ -152,7 +153,7 @@ __device__ void delta_carry(long long count, int length, int nc, int C, int dk, 
             }
         } else {  // K̃ᵀ: read along rows of K (coalesced), stored transposed
             const int l = tid % DELTA_ROWS;
-#pragma unroll 4
+#pragma unroll (TW == 2 * DELTA_TILE ? DELTA_PER : 4)
             for (int e = 0; e < DELTA_PER; ++e) {
                 const int t = DELTA_SLAB * (st - n1 - 2 * n2) + tid / DELTA_ROWS + 2 * e;
                 T x = T(0);
@@ -270,9 +271,10 @@ __device__ void delta_carry(long long count, int length, int nc, int C, int dk, 
 }
 
 // Declared with their launch bounds (≤ 128 registers: two blocks per SM, so that 64 sequences ×
-// 4 value tiles are resident at once on an H100); the definitions below are the ones the loader
-// instantiates. delta_chunk_carry takes 32 value columns per block, delta_chunk_carry_narrow 16
-// (twice the blocks, for batches too small to fill the GPU).
+// 4 value tiles are resident at once on an H100; the wide kernel, 8 rows × 4 columns per thread,
+// one block per SM); the definitions below are the ones the loader instantiates.
+// delta_chunk_carry takes 32 value columns per block, delta_chunk_carry_narrow 16 (twice the
+// blocks, for batches too small to fill the GPU), delta_chunk_carry_wide 64.
 #define DELTA_CARRY_PARAMS(T)                                                                              \
     long long count, int length, int nc, int C, int dk, int dv,                                            \
     const T* __restrict__ k,      /* (count, nc, C, dk): keys, zero-padded */                              \
@@ -289,6 +291,7 @@ __device__ void delta_carry(long long count, int length, int nc, int C, int dk, 
     T* __restrict__ state         /* (count, dv, dk) */
 template <class T> __global__ void __launch_bounds__(256, 2) delta_chunk_carry(DELTA_CARRY_PARAMS(T));
 template <class T> __global__ void __launch_bounds__(256, 2) delta_chunk_carry_narrow(DELTA_CARRY_PARAMS(T));
+template <class T> __global__ void __launch_bounds__(256, 1) delta_chunk_carry_wide(DELTA_CARRY_PARAMS(T));
 
 template <typename T>
 __global__ void delta_chunk_carry(DELTA_CARRY_PARAMS(T)) {
@@ -300,5 +303,12 @@ template <typename T>
 __global__ void delta_chunk_carry_narrow(DELTA_CARRY_PARAMS(T)) {
     STRUCTLA_DYNAMIC_SHARED(smem);
     delta_carry<T, DELTA_TILE / 2>(count, length, nc, C, dk, dv, k, q, tc, qk, v, eg, el, g, last, h0, out, state,
+                                   smem);
+}
+
+template <typename T>
+__global__ void delta_chunk_carry_wide(DELTA_CARRY_PARAMS(T)) {
+    STRUCTLA_DYNAMIC_SHARED(smem);
+    delta_carry<T, DELTA_TILE * 2>(count, length, nc, C, dk, dv, k, q, tc, qk, v, eg, el, g, last, h0, out, state,
                                    smem);
 }
