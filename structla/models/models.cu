@@ -12,7 +12,7 @@
 //   4. H ← e^{g_last} H + K̃ᵀ V_new.
 // All four are products of a staged slab (≤ 128 rows × 32 reduction columns) with rows of a
 // shared-memory operand (K̃ᵀ is staged from rows of K, transposed on the way); thread (rg, cg)
-// holds rows rg + 32a (rg + 64a in the narrow kernel) and columns 4cg … 4cg + 3, so each step of
+// holds rows rg + 32a (64a narrow, 16a wide) and columns 4cg … 4cg + 3, so each step of
 // a product reads one row segment of 4 from each operand for 16 multiply-adds. The next
 // slab (of this chunk or the next one) is fetched into registers while the current one is used,
 // and stored into the other of two slab buffers: one barrier per slab.
@@ -115,7 +115,9 @@ __device__ void delta_carry(long long count, int length, int nc, int C, int dk, 
         Hs[idx] = l < dk && j < dv ? h0[(s * dv + j) * dk + l] : T(0);
     }
     T next[DELTA_PER];
-    // Entry (row0 + 8e, lane) of slab st of chunk c, zero outside the matrices.
+    // Entry (row0 + 8e, lane) of slab st of chunk c, zero outside the matrices. The loops over e
+    // are unrolled by 4 within the 128-register bound (fully, the 16 hoisted addresses spill) and
+    // fully in the wide kernel, whose bound is 255 (by 4 there, `next` went to local memory).
     auto fetch = [&](int c, int st) {
         const long long ch = s * nc + c;
         if (st < n1) {
