@@ -367,6 +367,12 @@ def test_msign_certified_band_path():
     # tol below 1000·eps: the defect rule decides
     _, info = msign(M, tol=1e-5, return_info=True)
     assert info.converged and info.extra["defect_history"]
+    # non-finite input without the check: no certificate, the iteration reports it
+    bad = M[:16, :40].copy()
+    bad[2, 3] = np.nan
+    with pytest.raises(structla.LinAlgError), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        msign(bad, tol=1e-3, check_finite=False)
 
 
 @pytest.mark.parametrize("shape", [(40, 40), (24, 56), (56, 24), (3, 24, 32)])

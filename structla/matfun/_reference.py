@@ -466,6 +466,8 @@ def spectral_interval(Y: Any, xp: ModuleType) -> tuple[np.ndarray, np.ndarray] |
     test of the upper estimate fails (the caller has an a-priori bound).
     """
     low, high = _lanczos_extremes(Y, _LANCZOS_STEPS, xp)
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        return None  # non-finite input: the iteration reports it
     k = Y.shape[-1]
     A = Y.astype(np.complex128 if Y.dtype.kind == "c" else np.float64)
     eye = xp.eye(k, dtype=A.dtype)
@@ -542,6 +544,8 @@ def _lanczos_extremes(Y: Any, steps: int, xp: ModuleType) -> tuple[np.ndarray, n
     T[:, i, i] = a
     T[:, i[:-1], i[1:]] = b
     T[:, i[1:], i[:-1]] = b
+    if not np.isfinite(T).all():
+        return np.full(count, np.nan), np.full(count, np.nan)
     values = np.linalg.eigvalsh(T)
     return values[:, 0], values[:, -1]
 
