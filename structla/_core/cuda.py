@@ -114,11 +114,16 @@ def _function(family: str, filename: str, expression: str, device_id: int) -> An
     return _module(PACKAGE_ROOT / family / filename, device_id).get_function(expression)
 
 
+_SHARED_WITHOUT_OPT_IN = 48 * 1024
+
+
 def launch(kernel: Any, grid: int | tuple[int, ...], block: int | tuple[int, ...],
            args: tuple[Any, ...], shared_mem: int = 0) -> None:
     """Launch ``kernel`` on CuPy's current stream and check the launch.
 
     Launch-configuration errors raise at once (CuPy checks ``cuLaunchKernel``).
+    Dynamic shared memory beyond the 48 KiB a kernel gets without asking is opted into
+    here (once per kernel), so callers only pass the bytes they need.
     With ``STRUCTLA_CUDA_SYNC=1`` the stream is synchronised after every launch so
     that faults inside the kernel surface at the launch that caused them.
     """
@@ -128,6 +133,8 @@ def launch(kernel: Any, grid: int | tuple[int, ...], block: int | tuple[int, ...
     block = block if isinstance(block, tuple) else (block,)
     if any(g <= 0 for g in grid) or any(b <= 0 for b in block):
         raise ValueError(f"empty launch: grid={grid}, block={block}")
+    if shared_mem > _SHARED_WITHOUT_OPT_IN and kernel.max_dynamic_shared_size_bytes < shared_mem:
+        kernel.max_dynamic_shared_size_bytes = shared_mem
     kernel(grid, block, args, shared_mem=shared_mem)
     if os.environ.get("STRUCTLA_CUDA_SYNC", "0") not in ("", "0"):
         cupy.cuda.get_current_stream().synchronize()

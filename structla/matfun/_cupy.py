@@ -214,8 +214,6 @@ def fused_small(M: Any, table: np.ndarray, out: Any = None) -> Any:
         out = cupy.empty(M.shape, dtype=np.float32)
     shared = 3 * rows * (cols + 8) * 2 + 32 * 4
     kernel = get_kernel("matfun", "matfun.cu", "msign_small_fused", np.float32)
-    if kernel.max_dynamic_shared_size_bytes < shared:
-        kernel.max_dynamic_shared_size_bytes = shared
     coefficients = _device_table(tuple(float(v) for v in np.asarray(table).ravel()))
     launch(kernel, count, _FUSED_THREADS,
            (M, out, coefficients, np.int32(len(table)), np.int32(rows), np.int32(cols),

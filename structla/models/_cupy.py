@@ -31,8 +31,6 @@ _TILE = 32
 _CMAX = 64
 _ROWS = 128
 _SLAB = 32
-_SHARED_DEFAULT = 48 * 1024  # dynamic shared memory usable without an opt-in
-_MAX_DYNAMIC_SHARED_ATTRIBUTE = 8  # CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
 _NULL = np.uint64(0)
 _CARRY_KERNELS = {_TILE // 2: "delta_chunk_carry_narrow", _TILE: "delta_chunk_carry",
                   2 * _TILE: "delta_chunk_carry_wide"}
@@ -101,8 +99,6 @@ def delta_chunked(q, k, v, beta, log_alpha, h0, chunk):
     tile = _carry_tile(count, dv)
     kernel = get_kernel("models", "models.cu", _CARRY_KERNELS[tile], dtype)
     shared = _carry_shared_bytes(dk, tile, dtype)
-    if shared > _SHARED_DEFAULT:
-        cp.cuda.driver.funcSetAttribute(kernel.ptr, _MAX_DYNAMIC_SHARED_ATTRIBUTE, shared)
     launch(kernel, (count, -(-dv // tile)), _THREADS,
            (np.int64(count), np.int32(length), np.int32(nc), np.int32(chunk), np.int32(dk), np.int32(dv),
             kc, qc, tc, scores, cp.ascontiguousarray(v), _or_null(grow), _or_null(shrink), _or_null(g),
