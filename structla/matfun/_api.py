@@ -395,9 +395,9 @@ def msign(M: Any, *, steps: int | None = None, coeffs: Any = "polar_express",
     step) is within ``tol`` of 1, without measuring a defect: a Gaussian 1024×4096
     (``σ_min/σ_max = 0.336``) takes 2 steps for ``tol = 1e-3`` (band 6.6e-4) where the
     Frobenius-defect rule took 8. Without a certificate (rank-deficient or very
-    ill-conditioned input) the defect rule runs. The guarantee is that of exact
-    arithmetic on the computed Gram matrix; the rounding of the products adds
-    ≈ √k·eps.
+    ill-conditioned input) the defect rule runs. The band is exact arithmetic on the
+    computed Gram matrix; the table must reach ``tol − 4√k·eps·u/ℓ``, room for the
+    products' rounding.
 
     Cost per step (k ≤ K the sides): ``4k²K + 2k³`` flops (standard), ``8k³`` (Gram,
     plus ``4k²K`` per restart). The exact path costs one SVD.

@@ -430,6 +430,9 @@ def _tailored(first: tuple[Any, Any, Any], tol: float, cdt: np.dtype,
               xp: ModuleType) -> tuple[np.ndarray, tuple[Any, Any, Any], float] | None:
     """``(table, first, band)`` for the certified spectrum of the start, or None.
 
+    The table's band is at most ``tol`` minus an allowance for rounding (``4√k·eps·u/ℓ``);
+    the reported band is the table's own.
+
     ``first = (Y, Y², w)`` from :func:`_gram_start` has every eigenvalue of Y in [0, 1].
     A certified ``[ℓ², u²]`` (per matrix) rescales the start by ``1/u`` (folded into
     ``Y``, ``Y²``, ``w``) and the stack's smallest ``ℓ/u``, rounded down to a grid of
@@ -445,7 +448,12 @@ def _tailored(first: tuple[Any, Any, Any], tol: float, cdt: np.dtype,
     if ratio < _TAILOR_FLOOR * float(np.finfo(cdt).eps):
         return None
     grid = 10 ** (np.floor(np.log10(np.sqrt(ratio)) * 200) / 200)
-    plan = _coefficients.tailored_table(float(grid), float(tol))
+    # the band is exact arithmetic; leave room for the products' rounding, ≈ √k·eps relative
+    # to the largest singular value of Q ≈ (XXᴴ)^{-1/2} (1/ℓ after the rescaling), 4× over
+    allowance = 4 * np.sqrt(Y.shape[-1]) * float(np.finfo(cdt).eps) / grid
+    if allowance >= tol / 2:
+        return None
+    plan = _coefficients.tailored_table(float(grid), float(tol - allowance))
     if plan is None:
         return None
     table, band = plan
