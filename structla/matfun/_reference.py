@@ -439,21 +439,31 @@ def _tailored(first: tuple[Any, Any, Any], tol: float, cdt: np.dtype,
     200 points per decade, picks the table.
     """
     Y, Y2, w = first
-    interval = spectral_interval(Y, xp)
+    eps = float(np.finfo(cdt).eps)
+
+    def allowance(ratio):
+        # the band is exact arithmetic; leave room for the products' rounding, ≈ √k·eps
+        # relative to the largest singular value of Q ≈ (XXᴴ)^{-1/2} (u/ℓ), 4× over
+        return 4 * np.sqrt(Y.shape[-1]) * eps / np.sqrt(ratio)
+
+    def viable(ratio):
+        return ratio >= _TAILOR_FLOOR * eps and allowance(ratio) < tol / 2
+
+    estimate = _lanczos_extremes(Y, _LANCZOS_STEPS, xp)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hopeful = float(np.min(estimate[0] / np.minimum(estimate[1], 1.0)))
+    if not viable(hopeful):  # the estimate bounds the certified ratio from above
+        return None
+    interval = spectral_interval(Y, xp, estimate)
     if interval is None:
         return None
     lower, upper = interval
     upper = np.minimum(upper, 1.0)
     ratio = float(np.min(np.maximum(lower, 0.0) / upper))
-    if ratio < _TAILOR_FLOOR * float(np.finfo(cdt).eps):
+    if not viable(ratio):
         return None
     grid = 10 ** (np.floor(np.log10(np.sqrt(ratio)) * 200) / 200)
-    # the band is exact arithmetic; leave room for the products' rounding, ≈ √k·eps relative
-    # to the largest singular value of Q ≈ (XXᴴ)^{-1/2} (1/ℓ after the rescaling), 4× over
-    allowance = 4 * np.sqrt(Y.shape[-1]) * float(np.finfo(cdt).eps) / grid
-    if allowance >= tol / 2:
-        return None
-    plan = _coefficients.tailored_table(float(grid), float(tol - allowance))
+    plan = _coefficients.tailored_table(float(grid), float(tol - allowance(grid**2)))
     if plan is None:
         return None
     table, band = plan
@@ -463,7 +473,9 @@ def _tailored(first: tuple[Any, Any, Any], tol: float, cdt: np.dtype,
     return table, first, band
 
 
-def spectral_interval(Y: Any, xp: ModuleType) -> tuple[np.ndarray, np.ndarray] | None:
+def spectral_interval(Y: Any, xp: ModuleType,
+                      estimate: tuple[np.ndarray, np.ndarray] | None = None,
+                      ) -> tuple[np.ndarray, np.ndarray] | None:
     """Certified ``[lower, upper]`` (host float64, per matrix) holding every eigenvalue of
     each Hermitian matrix of the stack ``Y``, or None when no positive lower bound is found.
 
@@ -471,9 +483,10 @@ def spectral_interval(Y: Any, xp: ModuleType) -> tuple[np.ndarray, np.ndarray] |
     a float64 Cholesky factorisation of ``Y − μI`` (``μI − Y``) that succeeds proves
     ``λ_min ≥ μ`` (``λ_max ≤ μ``) for the whole stack up to its backward error
     ``(k+1)²·eps₆₄·‖Y‖₂``, which is subtracted (added). ``upper`` is ``inf`` where the
-    test of the upper estimate fails (the caller has an a-priori bound).
+    test of the upper estimate fails (the caller has an a-priori bound). ``estimate``:
+    the Lanczos values if the caller has them.
     """
-    low, high = _lanczos_extremes(Y, _LANCZOS_STEPS, xp)
+    low, high = estimate if estimate is not None else _lanczos_extremes(Y, _LANCZOS_STEPS, xp)
     if not (np.isfinite(low).all() and np.isfinite(high).all()):
         return None  # non-finite input: the iteration reports it
     k = Y.shape[-1]
