@@ -144,8 +144,11 @@ def test_ut_transform_against_dense(c, d, dtype, decay, shapes, seed):
     bb = np.broadcast_to(as_host(beta), (*batch, c))
     system = dense_oracle(np.ones((*batch, c)), bb[..., None] * kb, kb, log_decay)
     expected = np.linalg.inv(system) * bb[..., None, :]
-    # unit keys and β ∈ [0, 2]: entries of the inverse are bounded by β_i (MATH A6), so absolute error
-    assert np.abs(as_host(out) - expected).max(initial=0) <= 16 * c * d * eps(dtype)
+    # unit real keys and β ∈ [0, 2]: entries of the inverse are bounded by β_i (MATH A6), so
+    # absolute error; complex keys enter unconjugated (I - β k kᵀ is no contraction, entries reach
+    # 1e8 for c = 64, d = 1), so there the error is relative to the largest entry
+    scale = 1.0 if np.isrealobj(expected) else max(1.0, np.abs(expected).max(initial=0))
+    assert np.abs(as_host(out) - expected).max(initial=0) <= 16 * c * d * eps(dtype) * scale
 
 
 # ---------------------------------------------------------------------------------------------

@@ -194,10 +194,10 @@ def tril_dlr_matmul(diag, q, k, x, log_decay):
 
 
 @kernel(parallel=True)
-def _inv_leaves(diag, q, k, g, leaf, y, wn, kyt, steps, wide):
+def _inv_leaves(diag, q, k, g, leaf, diagonal, wn, kyt, steps, wide):
     """Leaves of the merge tree (see :func:`_inv_tree_one`), parallel over leaves L = [s, e).
 
-    Writes ``y``'s diagonal block ``Y_LL = T_LL⁻¹`` by the row recursion (A5) and the leaf's
+    Writes ``Y_LL = T_LL⁻¹`` (rows of ``diagonal``, lower triangles) by the row recursion (A5), the leaf's
     ``Wn_L`` (rows of ``wn``), ``KY_Lᵀ`` (rows of ``kyt``: the recursion's state after row
     e - 1, left undecayed) and ``S_L``. Rows and state are carried in ``wide.dtype`` (double
     precision for single precision data), as in :func:`_inv_rows`.
@@ -230,7 +230,7 @@ def _inv_leaves(diag, q, k, g, leaf, y, wn, kyt, steps, wide):
             for r in range(d):
                 w[r] = 0
             for j in range(i + 1):
-                y[row, s + j] = acc[j]
+                diagonal[row, j] = acc[j]
                 yj = acc[j]
                 for r in range(d):
                     w[r] -= yj * qa[j, r]
@@ -271,92 +271,129 @@ def _serial_tile(d, dtype):
 
 
 @kernel(parallel=True)
-def _inv_merges(leaf, tile, rows, y, wn, kyt, steps, spare):
-    """The levels of the merge tree above the leaves (see :func:`_inv_tree_one`).
+def _inv_generators(leaf, rows, kytv, steps, offsets):
+    """``KY_Xᵀ`` (rows of ``kytv[level]``) and ``S_X`` (``steps[offsets[level] + X]``) of every block.
 
-    Per level one parallel loop over ``tile``-square blocks of the products ``Y_BA = Wn_B KY_A``
-    and one over the updates (``rows`` rows per BLAS call); ``steps`` and ``spare`` take turns
-    holding the transitions of the current level.
+    Level 0 holds the leaves'. Merging A and B gives ``KY`` on A ← ``S_B KY_A``, on B ← ``KY_B``
+    and ``S = S_B S_A``, in BLAS calls of ``rows`` rows; the last block of each level (the right
+    spine) is never an A, so its KY is not carried up.
     """
-    n, d = wn.shape
-    count = steps.shape[0]
+    n, d = kytv.shape[1], kytv.shape[2]
+    count = offsets[1] - offsets[0]
     h = leaf
-    while count > 1:
+    for level in range(kytv.shape[0] - 1):
         pairs = count // 2
-        per = -(-h // tile)
-        for task in prange(pairs * per * per):
-            p = task // (per * per)
-            ti = task // per - p * per
-            tj = task % per
-            r0 = (2 * p + 1) * h + ti * tile
-            r1 = min(r0 + tile, (2 * p + 2) * h, n)
-            c0 = 2 * p * h + tj * tile
-            c1 = min(c0 + tile, (2 * p + 1) * h)
-            if r0 < r1:
-                block = np.empty((r1 - r0, c1 - c0), dtype=y.dtype)
-                np.dot(wn[r0:r1], kyt[c0:c1].T, block)
-                y[r0:r1, c0:c1] = block
-        if count > 2:
-            # Wn of pair 0 lies on the left spine (never read again); when count is even the
-            # last pair forms the last block of the next level, on the right spine, whose KY is
-            # never read again
-            chunks = -(-h // rows)
-            spine = pairs - 1 if count % 2 == 0 else pairs
-            per_pair = 2 * chunks + -(-d // rows)
-            for task in prange(pairs * per_pair):
-                p = task // per_pair
-                part = task - p * per_pair
-                if part < chunks:
-                    r0 = (2 * p + 1) * h + part * rows
-                    r1 = min(r0 + rows, (2 * p + 2) * h, n)
-                    if p > 0 and r0 < r1:
-                        moved = np.empty((r1 - r0, d), dtype=y.dtype)
-                        np.dot(wn[r0:r1], steps[2 * p], moved)
-                        wn[r0:r1] = moved
-                elif part < 2 * chunks:
-                    r0 = 2 * p * h + (part - chunks) * rows
-                    r1 = min(r0 + rows, (2 * p + 1) * h)
-                    if p < spine and r0 < r1:
-                        moved = np.empty((r1 - r0, d), dtype=y.dtype)
-                        np.dot(kyt[r0:r1], steps[2 * p + 1].T, moved)
-                        kyt[r0:r1] = moved
-                else:
-                    r0 = (part - 2 * chunks) * rows
-                    r1 = min(r0 + rows, d)
-                    np.dot(steps[2 * p + 1, r0:r1], steps[2 * p], spare[p, r0:r1])
-            if count % 2:
-                spare[pairs] = steps[count - 1]
-            steps, spare = spare, steps
+        base = offsets[level]
+        up = offsets[level + 1]
+        spine = pairs - 1 if count % 2 == 0 else pairs
+        chunks = -(-h // rows)
+        per_pair = 2 * chunks + -(-d // rows)
+        for task in prange(pairs * per_pair):
+            p = task // per_pair
+            part = task - p * per_pair
+            if part < 2 * chunks:
+                side = part // chunks
+                r0 = (2 * p + side) * h + (part - side * chunks) * rows
+                r1 = min(r0 + rows, (2 * p + 1 + side) * h, n)
+                if p < spine and r0 < r1:
+                    if side == 0:
+                        np.dot(kytv[level, r0:r1], steps[base + 2 * p + 1].T, kytv[level + 1, r0:r1])
+                    else:
+                        kytv[level + 1, r0:r1] = kytv[level, r0:r1]
+            else:
+                r0 = (part - 2 * chunks) * rows
+                r1 = min(r0 + rows, d)
+                np.dot(steps[base + 2 * p + 1, r0:r1], steps[base + 2 * p], steps[up + p, r0:r1])
+        if count % 2:
+            steps[up + pairs] = steps[base + count - 1]
         count = -(-count // 2)
         h *= 2
+
+
+@kernel(parallel=True)
+def _inv_bands(leaf, tile, rows, y, diagonal, wn, kytv, steps, offsets):
+    """Every row band of ``y`` (one leaf's rows) from the diagonal leftwards, one band at a time.
+
+    The band's rows lie in B at the levels where its leaf index has a 1 bit; there
+    ``Y_BA = Wn_B KY_A`` in ``tile``-square BLAS calls, after which the band's ``Wn`` moves on
+    by ``S_A``. A band is written right after the kernel has zeroed its fresh pages, while they
+    are still in cache. Band b costs about b tiles, so each task takes band t and band -1-t.
+    """
+    n = wn.shape[0]
+    bands = -(-n // leaf)
+    for task in prange((bands + 1) // 2):
+        for which in range(2):
+            band = (bands - 1 - 2 * task) * which + task
+            if which and band == task:
+                continue
+            s = band * leaf
+            m = min(n, s + leaf) - s
+            for i in range(m):
+                for j in range(i + 1):
+                    y[s + i, s + j] = diagonal[s + i, j]
+            w = wn[s:s + m].copy()
+            block_index = band
+            level = 0
+            h = leaf
+            while block_index > 0:
+                if block_index % 2:
+                    left = (block_index - 1) * h
+                    for r0 in range(0, m, tile):
+                        r1 = min(r0 + tile, m)
+                        for c0 in range(left, left + h, tile):
+                            c1 = min(c0 + tile, left + h)
+                            block = np.empty((r1 - r0, c1 - c0), dtype=y.dtype)
+                            np.dot(w[r0:r1], kytv[level, c0:c1].T, block)
+                            y[s + r0:s + r1, c0:c1] = block
+                    if block_index > 1:
+                        moved = np.empty_like(w)
+                        for r0 in range(0, m, rows):
+                            r1 = min(r0 + rows, m)
+                            np.dot(w[r0:r1], steps[offsets[level] + block_index - 1], moved[r0:r1])
+                        w = moved
+                block_index //= 2
+                level += 1
+                h *= 2
 
 
 def _inv_tree_one(diag, q, k, g, leaf, y):
     """``y = T⁻¹`` for one problem by merging blocks pairwise, bottom-up (MATH A5 as a tree).
 
-    Every block X = [s, e) carries, besides ``Y_XX = T_XX⁻¹`` (written into ``y``),
-    ``Wn_X = -Y_XX (a ⊙ Q_X)`` with ``a_i = Γ_{i,s-1}`` (rows of ``wn``), ``KY_X = (b ⊙ K_X)ᵀ Y_XX``
-    with ``b_j = Γ_{e-1,j}`` (rows of ``kyt`` hold ``KY_Xᵀ``) and the d×d transition
+    Every block X = [s, e) carries, besides ``Y_XX = T_XX⁻¹``, ``Wn_X = -Y_XX (a ⊙ Q_X)`` with
+    ``a_i = Γ_{i,s-1}``, ``KY_X = (b ⊙ K_X)ᵀ Y_XX`` with ``b_j = Γ_{e-1,j}`` and the d×d transition
     ``S_X = Γ_{e-1,s-1} I - (b ⊙ K_X)ᵀ Y_XX (a ⊙ Q_X)``. Merging A = [s, m) and B = [m, e):
 
-    * ``Y_BA = Wn_B KY_A`` (``[[A, 0], [C, B]]⁻¹`` with the rank-d ``C = T_BA``): BLAS products
-      straight into ``y``; these blocks tile the strict lower triangle, d·n² flops;
+    * ``Y_BA = Wn_B KY_A`` (``[[A, 0], [C, B]]⁻¹`` with the rank-d ``C = T_BA``); these blocks
+      tile the strict lower triangle, d·n² flops;
     * ``Wn_X`` on B ← ``Wn_B S_A``, ``KY_X`` on A ← ``S_B KY_A``, ``S_X = S_B S_A``: 2·h·d² per
       merge, n·d² per level (skipped where no later merge reads them: the tree's spines).
 
     Decays enter only through leaf-local factors and the Γ across each leaf inside ``S``, so
     no exponent exceeds one leaf's log-decays and nothing of the form ``exp(+cumsum)`` appears.
-    Leaves, products and updates all run on Numba's threads, the products in BLAS calls small
-    enough to stay on the calling thread (:func:`_serial_tile`).
+    Three parallel passes: the leaves; ``KY`` and ``S`` of every block, level by level; then
+    ``y`` band by band (:func:`_inv_bands`), carrying each band's ``Wn`` up the tree, so that
+    ``y`` is written in one sweep. Every BLAS call is small enough to stay on the calling
+    thread (:func:`_serial_tile`), so Numba's threads are the only parallelism.
     """
     n, d = q.shape
-    leaves = -(-n // leaf)
+    counts = [-(-n // leaf)]
+    while counts[-1] > 1:
+        counts.append(-(-counts[-1] // 2))
+    levels = max(1, len(counts) - 1)
+    offsets = np.cumsum([0, *counts[:levels]])
     wn = np.empty((n, d), dtype=y.dtype)
-    kyt = np.empty((n, d), dtype=y.dtype)
-    steps = np.empty((leaves, d, d), dtype=y.dtype)
-    _inv_leaves(diag, q, k, g, leaf, y, wn, kyt, steps, _wide(y.dtype))
+    kytv = np.empty((levels, n, d), dtype=y.dtype)
+    steps = np.empty((offsets[-1], d, d), dtype=y.dtype)
+    diagonal = np.empty((n, min(leaf, n)), dtype=y.dtype)
     tile, rows = _serial_tile(d, y.dtype)
-    _inv_merges(leaf, tile, rows, y, wn, kyt, steps, np.empty_like(steps))
+    # tasks handed out one at a time: a thread that the OS pauses leaves its share to the other
+    previous = numba.set_parallel_chunksize(1)
+    try:
+        _inv_leaves(diag, q, k, g, leaf, diagonal, wn, kytv[0], steps, _wide(y.dtype))
+        _inv_generators(leaf, rows, kytv, steps, offsets)
+        _inv_bands(leaf, tile, rows, y, diagonal, wn, kytv, steps, offsets)
+    finally:
+        numba.set_parallel_chunksize(previous)
 
 
 def tril_dlr_inv(diag, q, k, log_decay, *, method="auto", chunk=None):
