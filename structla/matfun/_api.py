@@ -388,7 +388,7 @@ def msign(M: Any, *, steps: int | None = None, coeffs: Any = "polar_express",
     the maximally flat quintic ``(15/8, −10/8, 3/8)``, which converges cubically.
 
     Certified path (NumPy, ``coeffs="polar_express"``, ``steps=None``,
-    ``tol ≥ 1000·eps``): Lanczos on the Gram matrix ``Y = XXᴴ`` estimates its extreme
+    ``tol ≥ 1000·eps``, matrices of at least 2¹⁶ entries): Lanczos on the Gram matrix ``Y = XXᴴ`` estimates its extreme
     eigenvalues and two float64 Cholesky factorisations of ``Y − ℓ²I`` and ``u²I − Y``
     prove ``σᵢ ∈ [ℓ, u]``. The iteration then runs the fewest Polar Express rows built
     for ``[ℓ/u, 1]`` whose scalar-map band (the exact image of the interval, step by

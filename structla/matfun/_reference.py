@@ -346,7 +346,8 @@ def msign(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: boo
     by the sharper bound ``‖(X₀X₀ᴴ)²‖_F^{1/4}`` (see :func:`_gram_start`); fixed-step
     runs keep the Frobenius start, so that they reproduce the published iterations.
 
-    ``tailor`` (adaptive Polar Express runs with ``tol ≥`` :data:`_TAILOR_TOL` · eps):
+    ``tailor`` (adaptive Polar Express runs with ``tol ≥`` :data:`_TAILOR_TOL` · eps, matrices
+    of at least :data:`_TAILOR_MIN_SIZE` entries):
     certify an interval for the singular values first (:func:`spectral_interval`) and
     run the fewest Polar Express rows built for it whose scalar-map band proves ``tol``
     (:func:`structla.matfun._coefficients.tailored_table`), with no defect measurement;
@@ -377,7 +378,8 @@ def msign(M: Any, table: np.ndarray, *, cdt: np.dtype, tol: float, adaptive: boo
         if adaptive:
             X, first, largest = _gram_start(X, xp)
             run["rcond"] /= largest
-            if tailor and tol >= _TAILOR_TOL * float(np.finfo(cdt).eps):
+            if (tailor and tol >= _TAILOR_TOL * float(np.finfo(cdt).eps)
+                    and X.shape[-2] * X.shape[-1] >= _TAILOR_MIN_SIZE):
                 plan = _tailored(first, tol, cdt, xp)
         if plan is not None:
             table, first, band = plan
@@ -417,6 +419,10 @@ _TAILOR_TOL = 1e3
 #: Smallest certified (σ_min/σ_max)² (in units of eps) the tailored tables are used for:
 #: below it, the computed Gram matrix does not resolve σ_min.
 _TAILOR_FLOOR = 1e4
+#: Smallest matrices (entries) the certificate is tried for: below, the 40 Lanczos steps and
+#: the factorisations (Python- and call-bound on small matrices) cost more than the steps
+#: they can save (a stack of 256 × 128×128 would pay ≈ 3× its iteration time).
+_TAILOR_MIN_SIZE = 2**16
 #: Lanczos steps of the spectrum estimate (full reorthogonalisation): ≈ 10⁻³ relative
 #: accuracy at both edges of a 1024-point Marchenko–Pastur spectrum.
 _LANCZOS_STEPS = 40
