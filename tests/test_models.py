@@ -117,6 +117,26 @@ def test_fused_kernel_equals_reference_oracle(model):
     assert max_relative_error(s1, s2) < 1e-12
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("length", [130, 131])
+def test_fused_delta_column_blocks_equal_float64_oracle(dtype, length):
+    # d_v = two SIMD column blocks (16 columns in float32, 8 in float64) plus a remainder;
+    # T spans three tiles of 64 steps and, odd, leaves a last step outside the two-step
+    # passes; pairs whose log-gates are exactly 0 take the pass without the gate multiply.
+    rng = np.random.default_rng(length)
+    dv = 2 * (64 // np.dtype(dtype).itemsize) + 3
+    (q, k, v, beta, la), h0 = _problem(rng, "gated_delta", batch=(3,), length=length, dk=9, dv=dv)
+    la[:, : length // 2] = 0.0
+    la[1] = 0.0
+    want, want_state = ref.delta_rule_recurrent(q, k, v, beta, la, h0)
+    cast = [np.ascontiguousarray(x, dtype=dtype) for x in (q, k, v, beta, la, h0)]
+    got, state = fused.delta_rule_recurrent(*cast)
+    assert got.dtype == state.dtype == np.dtype(dtype)
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    assert max_relative_error(got, want) < tol
+    assert max_relative_error(state, want_state) < tol
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_two_halves_with_carried_state_equal_the_whole(model):
     rng = np.random.default_rng(9)
