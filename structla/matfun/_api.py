@@ -387,17 +387,16 @@ def msign(M: Any, *, steps: int | None = None, coeffs: Any = "polar_express",
     unconverged. With ``steps=None`` the named tables run their designed rows and then
     the maximally flat quintic ``(15/8, −10/8, 3/8)``, which converges cubically.
 
-    Certified path (NumPy, ``coeffs="polar_express"``, ``steps=None``,
-    ``tol ≥ 1000·eps``, matrices of at least 2¹⁶ entries): Lanczos on the Gram matrix ``Y = XXᴴ`` estimates its extreme
-    eigenvalues and two float64 Cholesky factorisations of ``Y − ℓ²I`` and ``u²I − Y``
-    prove ``σᵢ ∈ [ℓ, u]``. The iteration then runs the fewest Polar Express rows built
-    for ``[ℓ/u, 1]`` whose scalar-map band (the exact image of the interval, step by
-    step) is within ``tol`` of 1, without measuring a defect: a Gaussian 1024×4096
-    (``σ_min/σ_max = 0.336``) takes 2 steps for ``tol = 1e-3`` (band 6.6e-4) where the
-    Frobenius-defect rule took 8. Without a certificate (rank-deficient or very
-    ill-conditioned input) the defect rule runs. The band is exact arithmetic on the
-    computed Gram matrix; the table must reach ``tol − 4√k·eps·u/ℓ``, room for the
-    products' rounding.
+    Certified path (NumPy, ``coeffs="polar_express"``, ``steps=None``, ``tol ≥ 1000·eps``,
+    matrices of at least 2¹⁶ entries): Lanczos on the Gram matrix ``Y = XXᴴ`` estimates its
+    extreme eigenvalues and two float64 Cholesky factorisations of ``Y − ℓ²I`` and ``u²I −
+    Y`` prove ``σᵢ ∈ [ℓ, u]``. The iteration then runs the fewest Polar Express rows built
+    for ``[ℓ/u, 1]`` whose scalar-map band (the exact image of the interval, step by step)
+    is within ``tol`` of 1, without measuring a defect: a Gaussian 1024×4096 (``σ_min/σ_max
+    = 0.336``) takes 2 steps for ``tol = 1e-3`` (band 6.6e-4) where the Frobenius-defect
+    rule took 8. Without a certificate (rank-deficient or very ill-conditioned input) the
+    defect rule runs. The band is exact arithmetic on the computed Gram matrix; the table
+    must reach ``tol − 4√k·eps·u/ℓ``, room for the products' rounding.
 
     Cost per step (k ≤ K the sides): ``4k²K + 2k³`` flops (standard), ``8k³`` (Gram,
     plus ``4k²K`` per restart). The exact path costs one SVD.

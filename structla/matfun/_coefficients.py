@@ -9,6 +9,7 @@ Amsel, Persson, Musco and Gower (2025); the other tables are the published const
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 
@@ -92,10 +93,14 @@ def _minimax(lo: float, hi: float, degree: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _raw_table(steps: int, lower: float, degree: int, cushion: float) -> tuple:
-    rows = []
+    return tuple(itertools.islice(_greedy_rows(lower, degree, cushion), steps))
+
+
+def _greedy_rows(lower: float, degree: int, cushion: float):
+    """The raw Polar Express rows ``((a, b, c), maximally_flat)`` one by one, without end."""
     lo, hi = float(lower), 1.0
     flat = np.array(POLISH if degree == 5 else _POLISH_CUBIC[:2])
-    for _ in range(steps):
+    while True:
         left = max(lo, cushion * hi)
         collapsed = left / hi > 1 - 5e-6
         if collapsed:
@@ -108,8 +113,7 @@ def _raw_table(steps: int, lower: float, degree: int, cushion: float) -> tuple:
         coef = coef * (2 / (image.min() + image.max()))
         lo = float(image.min() * 2 / (image.min() + image.max()))
         hi = 2 - lo
-        rows.append((tuple(coef) + (0.0,) * (3 - coef.size), collapsed))
-    return tuple(rows)
+        yield tuple(coef) + (0.0,) * (3 - coef.size), collapsed
 
 
 def polar_express_table(steps: int, lower: float, degree: int, safety: float,
@@ -151,9 +155,16 @@ def tailored_table(lower: float, tol: float) -> tuple[np.ndarray, float] | None:
     not suffice. A table built for ``lower`` covers every interval ``[ℓ, 1]`` with
     ``ℓ ≥ lower``, so callers may round ``lower`` down (this cache is keyed by it).
     """
-    raw = _raw_table(TAILORED_MAX, lower, 5, CUSHION)
-    for steps in range(1, TAILORED_MAX + 1):
-        table = _with_safety(raw[:steps], SAFETY)
+    raw = []
+    rows = _greedy_rows(lower, 5, CUSHION)
+    for _ in range(TAILORED_MAX):
+        # rows are built only as far as needed: the Remez exchange can fail on the
+        # nearly collapsed intervals of rows far past any useful tolerance
+        try:
+            raw.append(next(rows))
+        except ArithmeticError:
+            return None
+        table = _with_safety(tuple(raw), SAFETY)
         lo, hi = lower, 1.0
         for row in table:
             lo, hi = image(row, lo, hi)
