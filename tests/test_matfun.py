@@ -328,7 +328,7 @@ def test_spectral_interval_certifies_the_extreme_eigenvalues():
 @pytest.mark.parametrize("lower", [0.3, 0.05, 0.038018939632056124, 1e-3, 1e-6])
 @pytest.mark.parametrize("tol", [1e-2, 1e-3, 1e-8])
 def test_tailored_table_band_is_the_scalar_map_bound(lower, tol):
-    # (ℓ = 0.038…: a 16-row Polar Express table fails there, its late rows' Remez exchange on a
+XX
     # nearly collapsed interval loses an extremum; the tailored table stops long before)
     from structla.matfun._coefficients import tailored_table
 
