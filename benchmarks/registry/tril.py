@@ -263,15 +263,20 @@ CASES = [
 ]
 
 
-def inv_alternating(rounds: int = 7, n: int = 4096, d: int = 64) -> dict[str, float]:
+def inv_alternating(rounds: int = 7, n: int = 4096, d: int = 64, pause: float = 0.0) -> dict[str, float]:
     """Must-show case of ``tril_dlr_inv`` against ``dtrtri``: the two calls alternate, so both
     see the same machine load. Minimum and median wall and CPU time (``time.process_time``,
-    all threads) in ms, and the ratios of the minima and of the medians."""
+    all threads) in ms, and the ratios of the minima and of the medians.
+
+    ``pause`` seconds of sleep before each call let the other call's idle threads stop: an
+    OpenBLAS worker spins for about 0.1 s (2²⁸ cycles) after a threaded call such as
+    ``dtrtri``, and meanwhile takes one of the two cores from whatever runs next."""
     inputs = _inv_setup({"n": n, "d": d}, np, "float64")
     _inv(inputs)
     times = {"ours": [], "dtrtri": []}
     for _ in range(rounds):
         for name, fn in (("ours", _inv), ("dtrtri", _dtrtri)):
+            time.sleep(pause)
             w0, c0 = time.perf_counter(), time.process_time()
             fn(inputs)
             times[name].append((1e3 * (time.perf_counter() - w0), 1e3 * (time.process_time() - c0)))
@@ -287,3 +292,4 @@ def inv_alternating(rounds: int = 7, n: int = 4096, d: int = 64) -> dict[str, fl
 
 if __name__ == "__main__":
     print("tril_dlr_inv n=4096 d=64 vs dtrtri, alternating:", inv_alternating())
+    print("the same, 0.25 s pause before each call:", inv_alternating(pause=0.25))

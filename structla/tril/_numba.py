@@ -317,7 +317,7 @@ def _inv_bands(leaf, tile, rows, y, diagonal, wn, kytv, steps, offsets):
     The band's rows lie in B at the levels where its leaf index has a 1 bit; there
     ``Y_BA = Wn_B KY_A`` in ``tile``-square BLAS calls, after which the band's ``Wn`` moves on
     by ``S_A``. A band is written right after the kernel has zeroed its fresh pages, while they
-    are still in cache. Band b costs about b tiles, so each task takes band t and band -1-t.
+    are still in cache. Band b costs about b tiles, so task t takes bands t and bands - 1 - t.
     """
     n = wn.shape[0]
     bands = -(-n // leaf)
