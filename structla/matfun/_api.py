@@ -259,7 +259,9 @@ def _tolerance(tol: float | None, cdt: np.dtype) -> float:
 
 def _warn(outcome: Any, adaptive: bool, routine: str, result: Any, xp: ModuleType) -> None:
     """Raise on non-finite results (one host read); warn when ``steps=None`` fell short."""
-    if outcome.diverged or not bool(xp.isfinite(result).all()):
+    from ._reference import matrix_reduce
+
+    if outcome.diverged or not bool(matrix_reduce(xp.all, xp.isfinite(result)).all()):
         raise LinAlgError(f"{routine}: the iteration produced non-finite values (for mcsgn and the "
                           "square roots: eigenvalues off the real axis or at 0, where the "
                           "polynomial iteration has no guarantee)")

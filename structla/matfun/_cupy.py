@@ -168,8 +168,9 @@ def frobenius_start(M: Any, cdt: np.dtype) -> Any:
             or (cdt == np.float16 and M.dtype != np.float32)):
         return _reference.frobenius_start(M, cdt)
     largest, squares, scale = _start_kernels()
-    top = largest(M, axis=(1, 2))[:, None, None]
-    total = squares(M, top, axis=(1, 2))[:, None, None]
+    # rows first (one CuPy block per output element; see _reference.matrix_reduce)
+    top = largest(largest(M, axis=2), axis=1)[:, None, None]
+    total = squares(M, top, axis=2).sum(axis=1)[:, None, None]
     return scale(M, top, total, cupy.empty(M.shape, dtype=cdt))
 
 
