@@ -555,19 +555,19 @@ def _lanczos_extremes(Y: Any, steps: int, xp: ModuleType) -> tuple[np.ndarray, n
     steps = min(steps, k)
     q = xp.asarray(np.random.default_rng(0).standard_normal((count, k, 1))).astype(Y.dtype)
     q = q / xp.sqrt(xp.sum(xp.abs(q) ** 2, axis=1, keepdims=True))
-    V = xp.empty((count, k, steps), dtype=Y.dtype)
+    V = xp.empty((count, steps, k), dtype=Y.dtype)  # basis vectors as rows: contiguous slices
     alphas, betas = [], []
     # a residual at rounding level means an invariant subspace (its Ritz values are exact)
     breakdown, scale = 100 * float(np.finfo(Y.dtype).eps), 0.0
     for j in range(steps):
-        V[:, :, j:j + 1] = q
+        V[:, j] = q[:, :, 0]
         w = Y @ q
         alphas.append(xp.sum(q.conj() * w, axis=(1, 2)).real)
-        basis = V[:, :, :j + 1]
+        basis = V[:, :j + 1]
         # Gram–Schmidt against the whole basis, twice (covers the three-term recurrence
         # and keeps the basis orthogonal to working precision)
         for _ in range(2):
-            w = w - basis @ (_h(basis) @ w)
+            w = w - basis.swapaxes(-1, -2) @ (basis.conj() @ w)
         beta = xp.sqrt(xp.sum(xp.abs(w) ** 2, axis=(1, 2)))
         betas.append(beta)
         scale = max(float(xp.max(xp.abs(alphas[-1]))), float(beta.max()), scale)
