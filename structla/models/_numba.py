@@ -88,7 +88,8 @@ def _delta_products(s, k, q, acc):
 
 
 def _pairs_python(s, acc, k, q, v, beta, gate, kq, kk, kqn, out, start, pairs, ahead):
-    """Plain-NumPy :func:`_delta_pairs` (``STRUCTLA_DISABLE_JIT=1``)."""
+    """Plain-NumPy :func:`_delta_pairs` (``STRUCTLA_DISABLE_JIT=1``; ``ahead``, a prefetch
+    distance, has nothing to do here)."""
     cols = slice(start, start + s.shape[1])
     for t in range(0, 2 * pairs, 2):
         a1, a2 = gate[t], gate[t + 1]
@@ -105,13 +106,14 @@ def _pairs_python(s, acc, k, q, v, beta, gate, kq, kk, kqn, out, start, pairs, a
 
 
 def _pairs_intrinsic():
-    """``_delta_pairs(s, acc, k, q, v, beta, gate, kq, kk, kqn, out, start, pairs)``: steps
-    ``[0, 2·pairs)`` of :func:`_delta_columns_loop` two at a time, for a block of exactly
+    """``_delta_pairs(s, acc, k, q, v, beta, gate, kq, kk, kqn, out, start, pairs, ahead)``:
+    steps ``[0, 2·pairs)`` of :func:`_delta_columns_loop` two at a time, for a block of exactly
     ``_VECTORS`` SIMD registers, written in LLVM IR so that the update vectors and the
     accumulators stay in registers. ``gate`` = α_t, ``kq`` = k_t·q_t, ``kk`` = k_t·k_{t+1},
     ``kqn`` = k_t·q_{t+1}; ``acc`` = (P_0, P_1, R_0, R_1) on entry and those of step
-    ``2·pairs`` on exit (of step ``2·pairs − 2`` again where k, q have no rows beyond).
-    Arrays C-contiguous (checked at typing).
+    ``2·pairs`` on exit (of step ``2·pairs − 2`` again where k, q have no rows beyond);
+    ``ahead`` > 0 prefetches the rows that many steps ahead. Arrays C-contiguous (checked at
+    typing).
 
     One pass over the block per pair of steps t, t+1, from P_i = S k_i, R_i = S q_i of the
     state S before the pair (g = α_t α_{t+1}):
