@@ -33,6 +33,7 @@ def sequential(poisoned, monkeypatch):
     from structla.scan import _cupy
 
     monkeypatch.setattr(_cupy, "_SEQUENTIAL_MIN_CHANNELS", 0)
+    monkeypatch.setattr(_cupy, "_SEQUENTIAL_MIN_STATES", 1)
     launched = []
     get_kernel = _cupy.get_kernel
 
@@ -99,14 +100,15 @@ def test_selective_scan_gpu_sequential_kernel(sequential, length, nstate, dtype)
     args = [cp.asarray(x) for x in (u, delta, A, B, C, D, z)]
     y, last = structla.selective_scan(*args, delta_bias=cp.asarray(bias), delta_softplus=True,
                                       h0=cp.asarray(h0), return_state=True)
-    assert sequential == ["selective_scan_sequential"]
+    # L = 1: B and C of one step are taken as time-invariant, which the chunked kernel handles.
+    assert sequential == ["selective_scan_sequential" if length > 1 else "selective_scan_chunked"]
     y_ref, last_ref = selective_scan_loop(u, delta, A, B, C, D, z, bias, True, h0)
     assert max_relative_error(y, y_ref) <= _tol(dtype, length)
     assert max_relative_error(last, last_ref) <= _tol(dtype, length)
     # Without the options (no h0: the state is only written) and with B, C grouped.
     Bg, Cg = (random_array(rng, (batch, 2, nstate, length), dtype) for _ in range(2))
     y, last = structla.selective_scan(*args[:3], cp.asarray(Bg), cp.asarray(Cg), return_state=True)
-    assert sequential[-1] == "selective_scan_sequential"
+    assert sequential[-1] == ("selective_scan_sequential" if length > 1 else "selective_scan_chunked")
     y_ref, last_ref = selective_scan_loop(u, delta, A, Bg, Cg)
     assert max_relative_error(y, y_ref) <= _tol(dtype, length)
     assert max_relative_error(last, last_ref) <= _tol(dtype, length)

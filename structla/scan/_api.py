@@ -239,8 +239,8 @@ def selective_scan(u: Any, delta: Any, A: Any, B: Any, C: Any, D: Any = None, z:
     the ``(batch, D, L, N)`` tensors of the reference are never formed. CPU: one task
     per (batch, channel) streaming over time with its N states; GPU: a block per
     (batch, channel group), time processed in chunks with warp-level scans inside a
-    chunk and the state carried between chunks, or, with many channels (batch·D ≥ 2048),
-    real states, N ≤ 16 and time-varying B, C, four lanes per channel each walking the
+    chunk and the state carried between chunks, or, with many channels (batch·D ≥ 8192),
+    real states, 9 ≤ N ≤ 16 and time-varying B, C, four lanes per channel each walking the
     whole sequence with 4 of its states in registers.
 
     Examples

@@ -32,9 +32,12 @@ _SEQUENTIAL_CHANNELS = 8
 _SEQUENTIAL_ROW_BYTES = 144
 _SEQUENTIAL_BUFFERS = 2
 _SEQUENTIAL_GROUP = 16  # steps whose partial sums are added at a time
-# Channels (batch · D) from which every lane walking the whole sequence beats the chunked
-# kernel's warp scans: below, too few lanes to keep the GPU busy.
-_SEQUENTIAL_MIN_CHANNELS = 2048
+# Where the sequential kernel beats the chunked one (H100, L = 2048, N = 16: 0.25 against
+# 0.38 ms at 8 × 1536 channels, 0.17 against 0.14 ms at 2 × 1536): many channels (below, too
+# few lanes to keep the GPU busy) and more than 8 states (fewer leave lanes idle: N = 4 took
+# 0.24 against 0.18 ms at 8 × 1536).
+_SEQUENTIAL_MIN_CHANNELS = 8192
+_SEQUENTIAL_MIN_STATES = 9
 
 
 def _empty(shape: tuple[int, ...], dtype: Any) -> Any:
@@ -136,7 +139,7 @@ def selective_scan(u: Any, delta: Any, A: Any, B: Any, C: Any, D: Any, z: Any,
                    delta_bias: Any, delta_softplus: bool, h0: Any) -> tuple[Any, Any]:
     """Mamba's selective scan on the GPU; returns ``(y, h_last)``.
 
-    With real states, N ≤ 16, time-varying B and C and at least _SEQUENTIAL_MIN_CHANNELS
+    With real states, 9 ≤ N ≤ 16, time-varying B and C and at least _SEQUENTIAL_MIN_CHANNELS
     channels: selective.cu's sequential kernel, 4 lanes × 4 states per channel walking the
     whole sequence, blocks of up to 32 channels sharing one B/C group. Otherwise scan.cu's
     chunked kernel: one block per (batch, group of up to 8 channels), each warp scanning one
@@ -175,8 +178,8 @@ def selective_scan(u: Any, delta: Any, A: Any, B: Any, C: Any, D: Any, z: Any,
         u if delta_bias is None else cp.ascontiguousarray(delta_bias, dtype=real),
         state, y, np.int32(dim), np.int64(length), np.int32(nstate),
     )
-    sequential = (state_dtype.kind == "f" and 0 < nstate <= _SEQUENTIAL_STATES and len(varying) == 2
-                  and batch * dim >= _SEQUENTIAL_MIN_CHANNELS)
+    sequential = (state_dtype.kind == "f" and _SEQUENTIAL_MIN_STATES <= nstate <= _SEQUENTIAL_STATES
+                  and len(varying) == 2 and batch * dim >= _SEQUENTIAL_MIN_CHANNELS)
     warps = _sequential_warps(dim, [dim // B.shape[1], dim // C.shape[1]]) if sequential else 0
     if warps:
         kernel = get_kernel("scan", "selective.cu", "selective_scan_sequential", state_dtype)

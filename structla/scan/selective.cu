@@ -126,8 +126,9 @@ __device__ inline void stage_pack(R* dst, const R* src, long long t, long long L
 // at b·sb + (d / per)·sg + n·L + t (sb = 0: shared across the batch). `state` (batch, D, N)
 // holds h0 on entry (with SEQ_HAS_H0) and the last state on exit. Dskip, z, bias are not read
 // unless their flag is set (any pointer will do then).
+// Blocks of ≤ 4 warps, 3 per SM at the sizes this kernel is for: up to 168 registers a thread.
 template <typename T>
-__launch_bounds__(128) __global__ void selective_scan_sequential(
+__launch_bounds__(128, 3) __global__ void selective_scan_sequential(
     const T* __restrict__ u, const T* __restrict__ delta, const T* __restrict__ A,
     const T* __restrict__ B, const T* __restrict__ C, const T* __restrict__ Dskip,
     const T* __restrict__ z, const T* __restrict__ bias, T* __restrict__ state, T* __restrict__ y,
@@ -182,7 +183,8 @@ __global__ void selective_scan_sequential(
         const long long t0 = s * STEPS;
         constexpr int PACKS = STEPS / PACK;  // per row (8)
         for (int p = threadIdx.x; p < 2 * N * PACKS; p += blockDim.x) {
-            const int arr = p / (N * PACKS), n = p / PACKS % N, k = p % PACKS;
+            const int row = p / PACKS, k = p % PACKS;  // rows: N of B, then N of C
+            const int arr = row >= N, n = row - arr * N;
             const T* src = (arr ? Cb : Bb) + (long long)n * L + t0 + k * PACK;
             stage_pack(bc + ((buffer * 2 + arr) * MAX_STATES + n) * ROW + k * PACK, src, t0 + k * PACK, L, vec_bc);
         }
@@ -214,26 +216,43 @@ __global__ void selective_scan_sequential(
         const T* uu = io + (buffer * IO_ARRAYS + 1) * CHANNELS * ROW + c * ROW;
         const T* zz = io + (buffer * IO_ARRAYS + 2) * CHANNELS * ROW + c * ROW;
         T* duc = du + c * ROW;
-        // Δ (bias, softplus) and Δ·u, once per element: lane q of a channel takes steps q, q + 4, ….
+        // Δ (bias, softplus) and Δ·u, once per element: lane q of a channel takes a quarter of the steps.
+        constexpr int QUARTER = STEPS / QUARTERS;
 #pragma unroll
-        for (int k = q; k < STEPS; k += QUARTERS) {
-            T step = dt[k] + bias_d;
-            if (flags & SEQ_SOFTPLUS) step = softplus(step);
-            if (t0 + k >= L) step = T(0);
-            dt[k] = step;
-            duc[k] = step * uu[k];
+        for (int k0 = q * QUARTER; k0 < (q + 1) * QUARTER; k0 += PACK) {
+            Pack<T> dv = *reinterpret_cast<const Pack<T>*>(dt + k0);
+            const Pack<T> uv = *reinterpret_cast<const Pack<T>*>(uu + k0);
+            Pack<T> w;
+#pragma unroll
+            for (int r = 0; r < PACK; ++r) {
+                T step = dv.v[r] + bias_d;
+                if (flags & SEQ_SOFTPLUS) step = softplus(step);
+                if (t0 + k0 + r >= L) step = T(0);
+                dv.v[r] = step;
+                w.v[r] = step * uv.v[r];
+            }
+            *reinterpret_cast<Pack<T>*>(dt + k0) = dv;
+            *reinterpret_cast<Pack<T>*>(duc + k0) = w;
         }
         __syncwarp();
         const T* tB = bc + (buffer * 2 * MAX_STATES + q) * ROW;
         const T* tC = tB + MAX_STATES * ROW;
-#pragma unroll
+#pragma unroll 1
         for (int g = 0; g < STEPS; g += GROUP) {
-            T part[GROUP];
-#pragma unroll
-            for (int k = 0; k < GROUP; ++k) part[k] = T(0);
+            // The group's exponentials first, all independent: they queue on the MUFU pipe
+            // while the recurrences of this and other warps proceed.
+            T da[PER_LANE][GROUP];
 #pragma unroll
             for (int k0 = 0; k0 < GROUP; k0 += PACK) {
                 const Pack<T> dtp = *reinterpret_cast<const Pack<T>*>(dt + g + k0);
+#pragma unroll
+                for (int j = 0; j < PER_LANE; ++j)
+#pragma unroll
+                    for (int r = 0; r < PACK; ++r) da[j][k0 + r] = step_exp(dtp.v[r] * rate[j]);
+            }
+            T part[GROUP];
+#pragma unroll
+            for (int k0 = 0; k0 < GROUP; k0 += PACK) {
                 const Pack<T> dup = *reinterpret_cast<const Pack<T>*>(duc + g + k0);
 #pragma unroll
                 for (int j = 0; j < PER_LANE; ++j) {
@@ -241,9 +260,9 @@ __global__ void selective_scan_sequential(
                     const Pack<T> cp = *reinterpret_cast<const Pack<T>*>(tC + QUARTERS * j * ROW + g + k0);
 #pragma unroll
                     for (int r = 0; r < PACK; ++r) {
-                        const T da = step_exp(dtp.v[r] * rate[j]);
-                        h[j] = mad(da, h[j], dup.v[r] * bp.v[r]);
-                        part[k0 + r] = mad(cp.v[r], h[j], part[k0 + r]);
+                        const int k = k0 + r;
+                        h[j] = mad(da[j][k], h[j], dup.v[r] * bp.v[r]);
+                        part[k] = j == 0 ? cp.v[r] * h[j] : mad(cp.v[r], h[j], part[k]);
                     }
                 }
             }
