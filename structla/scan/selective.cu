@@ -179,22 +179,43 @@ __global__ void selective_scan_sequential(
     }
 
     // Chunk s into buffer `buffer`: the block's B/C rows (all threads), this warp's Δ, u, z rows.
+    // A row of a chunk is 8 packs of 16 bytes; thread i copies pack i % 8 of rows i / 8, i / 8 + (threads / 8), …
+    // (of the warp's rows: 4 per pass, 2 passes per array). Only the start time moves from chunk to chunk.
+    constexpr int PACKS = STEPS / PACK;
+    static_assert(PACKS == 8 && CHANNELS == 2 * (32 / PACKS), "two passes of a warp cover its rows");
+    const int pack = (threadIdx.x % PACKS) * PACK;  // first step of this thread's pack in the row
+    const int arrays = has_z ? 3 : 2;
+    const T* io_src[IO_ARRAYS][2];
+    int io_dst[2];
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        const int ch = lane / PACKS + half * (32 / PACKS);
+        const long long offset = (b * dim + first_channel + ch) * L + pack;
+        io_src[0][half] = delta + offset;
+        io_src[1][half] = u + offset;
+        io_src[2][half] = z + offset;  // read only with SEQ_HAS_Z
+        io_dst[half] = ch * ROW + pack;
+    }
     auto stage = [&](long long s, int buffer) {
-        const long long t0 = s * STEPS;
-        constexpr int PACKS = STEPS / PACK;  // per row (8)
-        for (int p = threadIdx.x; p < 2 * N * PACKS; p += blockDim.x) {
-            const int row = p / PACKS, k = p % PACKS;  // rows: N of B, then N of C
+        const long long t0 = s * STEPS, t = t0 + pack;
+        const bool whole = t0 + STEPS <= L;  // every pack of the chunk lies before L
+        for (int row = threadIdx.x / PACKS; row < 2 * N; row += blockDim.x / PACKS) {  // N of B, N of C
             const int arr = row >= N, n = row - arr * N;
-            const T* src = (arr ? Cb : Bb) + (long long)n * L + t0 + k * PACK;
-            stage_pack(bc + ((buffer * 2 + arr) * MAX_STATES + n) * ROW + k * PACK, src, t0 + k * PACK, L, vec_bc);
+            T* dst = bc + ((buffer * 2 + arr) * MAX_STATES + n) * ROW + pack;
+            const T* src = (arr ? Cb : Bb) + n * L + t;
+            if (vec_bc && whole) copy16(dst, src);
+            else stage_pack(dst, src, t, L, vec_bc);
         }
-        const int arrays = has_z ? 3 : 2;
-        for (int p = lane; p < arrays * CHANNELS * PACKS; p += 32) {
-            const int arr = p / (CHANNELS * PACKS), ch = p / PACKS % CHANNELS, k = p % PACKS;
-            const T* base = arr == 0 ? delta : arr == 1 ? u : z;
-            const T* src = base + (b * dim + first_channel + ch) * L + t0 + k * PACK;
-            stage_pack(io + ((buffer * IO_ARRAYS + arr) * CHANNELS + ch) * ROW + k * PACK, src, t0 + k * PACK, L,
-                       vec_io);
+        T* rows = io + buffer * IO_ARRAYS * CHANNELS * ROW;
+#pragma unroll
+        for (int arr = 0; arr < IO_ARRAYS; ++arr) {
+            if (arr >= arrays) break;
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                T* dst = rows + arr * CHANNELS * ROW + io_dst[half];
+                if (vec_io && whole) copy16(dst, io_src[arr][half] + t0);
+                else stage_pack(dst, io_src[arr][half] + t0, t, L, vec_io);
+            }
         }
     };
 
