@@ -587,6 +587,30 @@ def test_kernel_argument_errors_and_inputs_unchanged():
         ssm_kernel_diag(Lambda, B, C[:2], 0.1, 8)
 
 
+def test_repeated_calls_share_the_memoised_layout_but_not_its_checks():
+    """_prepare memoises dtypes and batch by the operands' types, shapes and dtypes: the same
+    shapes with other dtypes or scalar types, and invalid shapes after valid calls, still get
+    their own answer or error."""
+    rng = np.random.default_rng(16)
+    Lambda, P, B, C = random_dplr(rng, 4, 1)
+    dt = np.array([0.1, 0.2])
+    args = [np.stack([x, x]) for x in (Lambda, P, B, C)]
+    K64 = ssm_kernel_dplr(*args, dt, 8)
+    assert K64.dtype == np.float64 and K64.shape == (2, 8)
+    K32 = ssm_kernel_dplr(*(x.astype(np.complex64) for x in args), dt.astype(np.float32), 8)
+    assert K32.dtype == np.float32
+    assert max_relative_error(K32, K64) <= 1e-4
+    Kc = ssm_kernel_dplr(*args, dt, 8, conj_pairs=False)
+    assert Kc.dtype == np.complex128 and Kc.shape == (2, 8)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="'C'"):
+            ssm_kernel_dplr(*args[:3], args[3][:, :3], dt, 8)
+        with pytest.raises(TypeError, match="'dt'"):
+            ssm_kernel_dplr(*args, dt.astype(np.complex128), 8)
+    np.testing.assert_allclose(ssm_kernel_dplr(*args, dt, 8), K64)
+    np.testing.assert_allclose(ssm_kernel_dplr(*(x[:1] for x in args), dt[1:], 8), K64[1:])
+
+
 # ----------------------------------------------------------------------------- RFT and FFT conv
 
 

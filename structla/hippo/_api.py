@@ -102,14 +102,21 @@ def _prepare(signature: str, check_finite: bool | None, *, complex_compute: bool
              real_dt: bool = True, **arrays: Any):
     """Namespace, validated compute-dtype arrays flattened to one batch axis, batch, dtype."""
     xp = array_namespace(**arrays)
-    dtype = result_dtype(*arrays.values())
-    raw = {k: None if v is None else as_array(v, k, xp) for k, v in arrays.items()}
-    if real_dt and "dt" in raw and raw["dt"].dtype.kind == "c":
-        raise TypeError("argument 'dt' must be real (a positive step per channel); got complex")
-    work = compute_dtype(dtype)
-    if complex_compute:
-        work = np.result_type(work, np.complex64)
-    batch = broadcast_batch(signature, **raw)
+    raw = {k: v if v is None or isinstance(v, xp.ndarray) else as_array(v, k, xp)
+           for k, v in arrays.items()}
+    # The dtypes and the batch depend only on the operands' types, shapes and dtypes: memoised,
+    # so that repeated calls (a training loop; on the GPU this is host time before the first
+    # launch) skip the promotion and broadcasting logic. Invalid inputs raise and are not stored.
+    key = (signature, complex_compute, real_dt,
+           *((type(v), None if r is None else (r.shape, r.dtype))
+             for v, r in zip(arrays.values(), raw.values(), strict=True)))
+    layout = _LAYOUTS.get(key)
+    if layout is None:
+        layout = _layout(signature, complex_compute, real_dt, arrays, raw)
+        if len(_LAYOUTS) >= _LAYOUTS_KEPT:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = layout
+    dtype, work, batch = layout
     if checks_finite(check_finite, xp):
         for name, value in raw.items():
             _check_finite(value, name, xp)
@@ -121,13 +128,36 @@ def _prepare(signature: str, check_finite: bool | None, *, complex_compute: bool
         cast = _real(work) if name == "dt" else work
         if value.dtype != cast:
             value = value.astype(cast)
-        # Operands that already have the whole batch shape only need a reshape: the common
-        # case, and on the GPU every skipped array call is host time before the first launch.
-        if value.shape[: value.ndim - core] == batch.shape:
-            flat[name] = value.reshape((batch.count, *value.shape[value.ndim - core :]))
+        # Operands that already have the whole batch shape need at most a reshape (none with
+        # one batch axis): the common case, where every skipped array call saves host time.
+        lead = value.shape[: value.ndim - core]
+        if lead == batch.shape:
+            flat[name] = value if len(lead) == 1 else value.reshape((batch.count, *value.shape[len(lead):]))
         else:
             flat[name] = batch.flatten(value, core, xp)
     return xp, flat, batch, dtype
+
+
+def _layout(signature: str, complex_compute: bool, real_dt: bool, arrays: dict, raw: dict):
+    """``(result dtype, compute dtype, Batch)`` of validated operands (see ``_prepare``)."""
+    dtype = result_dtype(*arrays.values())
+    if real_dt and "dt" in raw and raw["dt"].dtype.kind == "c":
+        raise TypeError("argument 'dt' must be real (a positive step per channel); got complex")
+    work = compute_dtype(dtype)
+    if complex_compute:
+        work = np.result_type(work, np.complex64)
+    return dtype, work, broadcast_batch(signature, **raw)
+
+
+_LAYOUTS: dict = {}
+_LAYOUTS_KEPT = 256
+
+
+def _finish(batch: Any, x: Any, dtype: np.dtype) -> Any:
+    """``x`` (count, ...) with the batch axes restored, in ``dtype`` (no array call if it is)."""
+    if len(batch.shape) != 1:
+        x = batch.unflatten(x)
+    return x if x.dtype == dtype else x.astype(dtype)
 
 
 @functools.cache
@@ -661,8 +691,7 @@ def ssm_kernel_dplr(Lambda: Any, P: Any, B: Any, C: Any, dt: Any, length: int, *
     real = bool(conj_pairs) or dtype.kind == "f"
     fn = implementation("hippo", "ssm_kernel_dplr", xp)
     K = fn(*args, flat["dt"], length, conj_pairs=bool(conj_pairs), c_tilde=bool(c_tilde), real=real)
-    out = _real(dtype) if real else dtype
-    return batch.unflatten(K).astype(out, copy=False)
+    return _finish(batch, K, _real(dtype) if real else dtype)
 
 
 def rft_kernel(a: Any, b: Any, length: int, *, check_finite: bool | None = None) -> Any:

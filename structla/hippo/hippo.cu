@@ -145,7 +145,7 @@ __device__ void dplr_spectrum_rank(const sl::complex<T>* __restrict__ Lambda,
             }
             __syncthreads();
             if (conj_pairs) {
-#pragma unroll 1
+#pragma unroll 2
                 for (int i = 0; i < m; ++i) {
                     const T li = sh_pole[4 * i + 1], lr2 = sh_pole[4 * i + 2];
                     const T lr_twice = sh_pole[4 * i + 3];
@@ -168,7 +168,7 @@ __device__ void dplr_spectrum_rank(const sl::complex<T>* __restrict__ Lambda,
                     }
                 }
             } else {
-#pragma unroll 1
+#pragma unroll 2
                 for (int i = 0; i < m; ++i) {
                     const T lr = sh_pole[4 * i], li = sh_pole[4 * i + 1];
                     const T lr2 = sh_pole[4 * i + 2];
