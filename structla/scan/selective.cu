@@ -179,8 +179,9 @@ __global__ void selective_scan_sequential(
     }
 
     // Chunk s into buffer `buffer`: the block's B/C rows (all threads), this warp's Δ, u, z rows.
-    // A row of a chunk is 8 packs of 16 bytes; thread i copies pack i % 8 of rows i / 8, i / 8 + (threads / 8), …
-    // (of the warp's rows: 4 per pass, 2 passes per array). Only the start time moves from chunk to chunk.
+    // A row of a chunk is 8 packs of 16 bytes; thread i copies pack i % 8 of the rows i / 8,
+    // i / 8 + threads / 8, … (of the warp's rows: 4 per pass, 2 passes per array). Only the start
+    // time moves from chunk to chunk.
     constexpr int PACKS = STEPS / PACK;
     static_assert(PACKS == 8 && CHANNELS == 2 * (32 / PACKS), "two passes of a warp cover its rows");
     const int pack = (threadIdx.x % PACKS) * PACK;  // first step of this thread's pack in the row
@@ -260,8 +261,8 @@ __global__ void selective_scan_sequential(
         const T* tC = tB + MAX_STATES * ROW;
 #pragma unroll 1
         for (int g = 0; g < STEPS; g += GROUP) {
-            // The group's exponentials first, all independent: they queue on the MUFU pipe
-            // while the recurrences of this and other warps proceed.
+            // The group's exponentials, independent of the recurrence (the compiler interleaves
+            // them with it; up to 168 registers leave it room to run them well ahead).
             T da[PER_LANE][GROUP];
 #pragma unroll
             for (int k0 = 0; k0 < GROUP; k0 += PACK) {
