@@ -58,7 +58,8 @@ def _spectrum_into(Lambda, P, B, Ct, dt, length, conj_pairs, out, *, scale=1.0):
     kernel = get_kernel("hippo", "hippo.cu", f"dplr_spectrum_rank{rank}", real_dtype)
     launch(kernel, _grid(count, regular), THREADS,
            (*(_contiguous(x) for x in (Lambda, P, B, Ct)),
-            _contiguous(dt.astype(real_dtype, copy=False)), out, np.int32(count), np.int32(M),
+            _contiguous(dt if dt.dtype == real_dtype else dt.astype(real_dtype)), out,
+            np.int32(count), np.int32(M),
             np.int32(length), np.int32(nodes), np.int32(bool(conj_pairs)), real_dtype.type(scale)))
 
 
