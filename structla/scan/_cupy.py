@@ -184,8 +184,6 @@ def selective_scan(u: Any, delta: Any, A: Any, B: Any, C: Any, D: Any, z: Any,
     if warps:
         kernel = get_kernel("scan", "selective.cu", "selective_scan_sequential", state_dtype)
         shared = _sequential_shared(warps, state_dtype.itemsize)
-        if kernel.max_dynamic_shared_size_bytes < shared:
-            kernel.max_dynamic_shared_size_bytes = shared
         (sb_b, sg_b, _, _, per_b), (sb_c, sg_c, _, _, per_c) = strides_b, strides_c
         launch(kernel, (dim // (_SEQUENTIAL_CHANNELS * warps), batch), 32 * warps,
                (*inputs, sb_b, sg_b, per_b, sb_c, sg_c, per_c, np.int32(flags)), shared_mem=shared)
