@@ -29,14 +29,6 @@ def _launch_constant(name: str) -> int:
 
 HARNESS = PRELUDE + r"""
 const long double PI_L = 3.141592653589793238462643383279502884L;
-inline void sincospif(float x, float* s, float* c) {
-    *s = float(std::sin(PI_L * x));
-    *c = float(std::cos(PI_L * x));
-}
-inline void sincospi(double x, double* s, double* c) {
-    *s = double(std::sin(PI_L * x));
-    *c = double(std::cos(PI_L * x));
-}
 #include HIPPO_CU
 
 typedef std::complex<long double> C;
@@ -131,6 +123,16 @@ template <class T> void check(int rank, int count, int M, int length, bool conj,
     std::vector<Z> lam(count * M), P(count * rank * M), B(count * M), Ct(count * M);
     std::vector<T> dt(count);
     std::vector<Z> out(count * nodes, Z(NAN, NAN));
+    // The node table of _cupy.py (_reference.node_tangents): tan(πl/L), cot of the complementary
+    // angle past L/4, here in long double; the Nyquist entry is NaN (the kernel must not read it).
+    std::vector<T> tangents(nodes);
+    for (int l = 0; l < nodes; ++l) {
+        const long double k = 4LL * l >= 3LL * length ? l - length : l;
+        tangents[l] = T(2 * l == length ? NAN
+                        : 4LL * l > length && 4LL * l < 3LL * length
+                            ? 1.0L / std::tan(PI_L * (length - 2 * l) / (2.0L * length))
+                            : std::tan(PI_L * k / length));
+    }
     for (int k = 0; k < count * M; ++k) {
         lam[k] = Z(-0.1 - 0.9 * uniform(rng), 40 * uniform(rng) - (conj ? 0 : 20));
         B[k] = Z(normal(rng), normal(rng));
@@ -140,13 +142,16 @@ template <class T> void check(int rank, int count, int M, int length, bool conj,
     for (int c = 0; c < count; ++c) dt[c] = T(std::exp(std::log(1e-3) + uniform(rng) * std::log(300.0)));
     auto run = [&] {
         if (rank == 0) {
-            dplr_spectrum_rank0<T>(lam.data(), P.data(), B.data(), Ct.data(), dt.data(), out.data(),
+            dplr_spectrum_rank0<T>(lam.data(), P.data(), B.data(), Ct.data(), dt.data(),
+                                   tangents.data(), out.data(),
                                    count, M, length, nodes, conj, inverse_length);
         } else if (rank == 1) {
-            dplr_spectrum_rank1<T>(lam.data(), P.data(), B.data(), Ct.data(), dt.data(), out.data(),
+            dplr_spectrum_rank1<T>(lam.data(), P.data(), B.data(), Ct.data(), dt.data(),
+                                   tangents.data(), out.data(),
                                    count, M, length, nodes, conj, inverse_length);
         } else {
-            dplr_spectrum_rank2<T>(lam.data(), P.data(), B.data(), Ct.data(), dt.data(), out.data(),
+            dplr_spectrum_rank2<T>(lam.data(), P.data(), B.data(), Ct.data(), dt.data(),
+                                   tangents.data(), out.data(),
                                    count, M, length, nodes, conj, inverse_length);
         }
     };

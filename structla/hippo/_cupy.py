@@ -9,6 +9,8 @@ unnormalised and in place of its input: two launches per call, no copy, no scali
 
 from __future__ import annotations
 
+import functools
+
 import cupy
 import cupyx.scipy.fft
 import numpy as np
@@ -56,11 +58,19 @@ def _spectrum_into(Lambda, P, B, Ct, dt, length, conj_pairs, out, *, scale=1.0):
     regular = nodes - (length % 2 == 0 and length // 2 < nodes)
     real_dtype = _REAL[Lambda.dtype]
     kernel = get_kernel("hippo", "hippo.cu", f"dplr_spectrum_rank{rank}", real_dtype)
+    tangents = _tangents(length, nodes, real_dtype, cupy.cuda.runtime.getDevice())
     launch(kernel, _grid(count, regular), THREADS,
            (*(_contiguous(x) for x in (Lambda, P, B, Ct)),
-            _contiguous(dt if dt.dtype == real_dtype else dt.astype(real_dtype)), out,
+            _contiguous(dt if dt.dtype == real_dtype else dt.astype(real_dtype)), tangents, out,
             np.int32(count), np.int32(M),
             np.int32(length), np.int32(nodes), np.int32(bool(conj_pairs)), real_dtype.type(scale)))
+
+
+@functools.lru_cache(maxsize=16)
+def _tangents(length, nodes, real_dtype, device):
+    """``τ_l = tan(πl/L)``, l < nodes, on ``device``: one table per length, like an FFT plan."""
+    with cupy.cuda.Device(device):
+        return cupy.asarray(_reference.node_tangents(length, nodes), dtype=real_dtype)
 
 
 def _contiguous(x):

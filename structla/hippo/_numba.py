@@ -232,22 +232,6 @@ def _dplr_spectrum(pole_re, pole_im, c1, c2, tangent, scale, skip, conj_pairs,
                     out[c, l] = complex(1.0, tangent[l]) * _woodbury(ks, j, rescale[j], rank)
 
 
-def _node_tangents(length: int, nodes: int) -> np.ndarray:
-    """``τ_l = tan(πl/L)`` for ``l < nodes`` in float64, to a few ulps for every l.
-
-    ``tan(πl/L)`` itself loses ``~L·eps`` near ``l = L/2`` (the rounding of ``πl/L`` is
-    amplified by the pole of tan); there ``cot(π(L − 2l)/(2L))`` is used, whose argument is
-    small and exact up to one rounding. The Nyquist entry (``2l = L``) is 0 (unused).
-    """
-    l = np.arange(nodes, dtype=np.float64)
-    middle = (4 * l > length) & (4 * l < 3 * length)
-    low = np.pi * np.where(4 * l >= 3 * length, l - length, l) / length
-    high = np.pi * (length - 2 * l) / (2 * length)
-    with np.errstate(divide="ignore"):
-        tau = np.where(middle, 1 / np.tan(np.where(high == 0, 1.0, high)), np.tan(low))
-    return np.where(2 * l == length, 0.0, tau)
-
-
 def _dplr_coefficients(Lambda: Any, P: Any, B: Any, Ct: Any, *, conj_pairs: bool):
     """Real numerator coefficients ``(c1, c2)`` (count, (r+1)², M) of the fused spectrum.
 
@@ -284,7 +268,7 @@ def generating_kernel(Lambda: Any, P: Any, B: Any, Ct: Any, dt: Any, length: int
     skip = length // 2 if length % 2 == 0 else -1
     # Fresh writable copies: one compiled signature, whatever the caller's flags.
     _dplr_spectrum(np.array(Lambda.real), np.array(Lambda.imag), c1, c2,
-                   _node_tangents(length, nodes), 2 / dt.astype(np.float64), skip,
+                   _reference.node_tangents(length, nodes), 2 / dt.astype(np.float64), skip,
                    conj_pairs, spectrum)
     if skip >= 0:
         # The Nyquist node ω = −1 (g = ∞) by its limit (Δ/2)·C̃ᵀB (the k₀₀ numerators).

@@ -297,6 +297,22 @@ def c_tilde_correction(Lambda: Any, P: Any, C: Any, dt: Any, length: int, *,
     return xp.matmul(Cf[:, None, :], power)[:, 0, : Lambda.shape[-1]]
 
 
+def node_tangents(length: int, nodes: int) -> np.ndarray:
+    """``τ_l = tan(πl/L)`` for ``l < nodes`` in float64, to a few ulps for every l.
+
+    ``tan(πl/L)`` itself loses ``~L·eps`` near ``l = L/2`` (the rounding of ``πl/L`` is
+    amplified by the pole of tan); there ``cot(π(L − 2l)/(2L))`` is used, whose argument is
+    small and exact up to one rounding. The Nyquist entry (``2l = L``) is 0 (unused).
+    """
+    l = np.arange(nodes, dtype=np.float64)
+    middle = (4 * l > length) & (4 * l < 3 * length)
+    low = np.pi * np.where(4 * l >= 3 * length, l - length, l) / length
+    high = np.pi * (length - 2 * l) / (2 * length)
+    with np.errstate(divide="ignore"):
+        tau = np.where(middle, 1 / np.tan(np.where(high == 0, 1.0, high)), np.tan(low))
+    return np.where(2 * l == length, 0.0, tau)
+
+
 def ssm_kernel_dplr(Lambda: Any, P: Any, B: Any, C: Any, dt: Any, length: int, *,
                     conj_pairs: bool, c_tilde: bool, real: bool) -> Any:
     """S4 kernel of ``A = diag(Λ) − PᵀP̄`` (bilinear): Cauchy sums + Woodbury + inverse FFT (B2)."""

@@ -65,29 +65,12 @@ __device__ inline sl::complex<T> reciprocal(sl::complex<T> z) {
     const T w = T(1) / (z.re * z.re + z.im * z.im);
     return sl::complex<T>(z.re * w, -z.im * w);
 }
-__device__ inline void sin_cos_pi(float x, float* s, float* c) { sincospif(x, s, c); }
-__device__ inline void sin_cos_pi(double x, double* s, double* c) { sincospi(x, s, c); }
-
-// tan(πl/L) to a few ulps for every l: near l = L/2 the rounding of l/L would be amplified by the
-// pole of tan, so there cot(π(L − 2l)/(2L)) is used, whose argument is small and exact to one
-// rounding. Not called for the Nyquist node.
-template <typename T>
-__device__ inline T node_tangent(long long l, int length) {
-    T s, c;
-    if (4 * l <= length || 4 * l >= 3LL * length) {
-        const long long k = 4 * l <= length ? l : l - length;
-        sin_cos_pi(T(k) / T(length), &s, &c);
-        return s / c;
-    }
-    sin_cos_pi(T(length - 2 * l) / T(2LL * length), &s, &c);
-    return c / s;
-}
-
 template <typename T, int RANK>
 __device__ void dplr_spectrum_rank(const sl::complex<T>* __restrict__ Lambda,
                                    const sl::complex<T>* __restrict__ P,
                                    const sl::complex<T>* __restrict__ B,
                                    const sl::complex<T>* __restrict__ Ct, const T* __restrict__ dt,
+                                   const T* __restrict__ tangents,
                                    sl::complex<T>* __restrict__ out, int count, int M, int length,
                                    int nodes, int conj_pairs, T scale, T* sh_pole, T* sh_c) {
     typedef sl::complex<T> C;
@@ -105,7 +88,7 @@ __device__ void dplr_spectrum_rank(const sl::complex<T>* __restrict__ Lambda,
         for (int q = 0; q < NODES_PER_THREAD; ++q) {
             const long long j = first + (long long)q * blockDim.x;
             const long long l = j + (nyquist && 2 * j >= length ? 1 : 0);
-            tau[q] = j < regular ? node_tangent<T>(l, length) : T(0);
+            tau[q] = j < regular ? tangents[l] : T(0);
             t[q] = T(2) * tau[q] / step;
 #pragma unroll
             for (int k = 0; k < 2 * S; ++k) {
@@ -232,7 +215,9 @@ __device__ void dplr_spectrum_rank(const sl::complex<T>* __restrict__ Lambda,
 }  // namespace structla_hippo
 
 // out (count, nodes): scale·K̂(ω_l), l < nodes (L/2 + 1 for an irfft, L for an ifft).
-// Lambda, B, Ct: (count, M); P: (count, rank, M); dt: (count,); all contiguous. Grid: x covers
+// Lambda, B, Ct: (count, M); P: (count, rank, M); dt: (count,); tangents: (nodes,) τ_l = tan(πl/L)
+// (computed once per length on the host in float64, accurate to a few ulps up to the Nyquist
+// node: cot of the complementary angle past L/4; the Nyquist entry is not read); all contiguous. Grid: x covers
 // the regular nodes (nodes minus the Nyquist node when it is one of them) in tiles of
 // NODES_PER_THREAD·blockDim.x, y the channels. One kernel per rank r ≤ MAX_RANK, so that each
 // gets only the registers its (r+1)² sums need. Launch bounds on these declarations (the
@@ -241,31 +226,32 @@ template <class T>
 __global__ void __launch_bounds__(structla_hippo::THREADS) dplr_spectrum_rank0(
     const sl::complex<T>* __restrict__, const sl::complex<T>* __restrict__,
     const sl::complex<T>* __restrict__, const sl::complex<T>* __restrict__, const T* __restrict__,
-    sl::complex<T>* __restrict__, int, int, int, int, int, T);
+    const T* __restrict__, sl::complex<T>* __restrict__, int, int, int, int, int, T);
 template <class T>
 __global__ void __launch_bounds__(structla_hippo::THREADS) dplr_spectrum_rank1(
     const sl::complex<T>* __restrict__, const sl::complex<T>* __restrict__,
     const sl::complex<T>* __restrict__, const sl::complex<T>* __restrict__, const T* __restrict__,
-    sl::complex<T>* __restrict__, int, int, int, int, int, T);
+    const T* __restrict__, sl::complex<T>* __restrict__, int, int, int, int, int, T);
 template <class T>
 __global__ void __launch_bounds__(structla_hippo::THREADS) dplr_spectrum_rank2(
     const sl::complex<T>* __restrict__, const sl::complex<T>* __restrict__,
     const sl::complex<T>* __restrict__, const sl::complex<T>* __restrict__, const T* __restrict__,
-    sl::complex<T>* __restrict__, int, int, int, int, int, T);
+    const T* __restrict__, sl::complex<T>* __restrict__, int, int, int, int, int, T);
 
 template <typename T>
 __global__ void dplr_spectrum_rank0(const sl::complex<T>* __restrict__ Lambda,
                                     const sl::complex<T>* __restrict__ P,
                                     const sl::complex<T>* __restrict__ B,
                                     const sl::complex<T>* __restrict__ Ct,
-                                    const T* __restrict__ dt, sl::complex<T>* __restrict__ out,
+                                    const T* __restrict__ dt, const T* __restrict__ tangents,
+                                    sl::complex<T>* __restrict__ out,
                                     int count, int M, int length, int nodes, int conj_pairs,
                                     T scale) {
     using namespace structla_hippo;
     constexpr int S = 1;
     __shared__ __align__(16) T sh_pole[4 * POLE_CHUNK];
     __shared__ __align__(16) T sh_c[2 * S * POLE_CHUNK];
-    dplr_spectrum_rank<T, 0>(Lambda, P, B, Ct, dt, out, count, M, length, nodes, conj_pairs, scale,
+    dplr_spectrum_rank<T, 0>(Lambda, P, B, Ct, dt, tangents, out, count, M, length, nodes, conj_pairs, scale,
                               sh_pole, sh_c);
 }
 
@@ -274,14 +260,15 @@ __global__ void dplr_spectrum_rank1(const sl::complex<T>* __restrict__ Lambda,
                                     const sl::complex<T>* __restrict__ P,
                                     const sl::complex<T>* __restrict__ B,
                                     const sl::complex<T>* __restrict__ Ct,
-                                    const T* __restrict__ dt, sl::complex<T>* __restrict__ out,
+                                    const T* __restrict__ dt, const T* __restrict__ tangents,
+                                    sl::complex<T>* __restrict__ out,
                                     int count, int M, int length, int nodes, int conj_pairs,
                                     T scale) {
     using namespace structla_hippo;
     constexpr int S = 4;
     __shared__ __align__(16) T sh_pole[4 * POLE_CHUNK];
     __shared__ __align__(16) T sh_c[2 * S * POLE_CHUNK];
-    dplr_spectrum_rank<T, 1>(Lambda, P, B, Ct, dt, out, count, M, length, nodes, conj_pairs, scale,
+    dplr_spectrum_rank<T, 1>(Lambda, P, B, Ct, dt, tangents, out, count, M, length, nodes, conj_pairs, scale,
                               sh_pole, sh_c);
 }
 
@@ -290,13 +277,14 @@ __global__ void dplr_spectrum_rank2(const sl::complex<T>* __restrict__ Lambda,
                                     const sl::complex<T>* __restrict__ P,
                                     const sl::complex<T>* __restrict__ B,
                                     const sl::complex<T>* __restrict__ Ct,
-                                    const T* __restrict__ dt, sl::complex<T>* __restrict__ out,
+                                    const T* __restrict__ dt, const T* __restrict__ tangents,
+                                    sl::complex<T>* __restrict__ out,
                                     int count, int M, int length, int nodes, int conj_pairs,
                                     T scale) {
     using namespace structla_hippo;
     constexpr int S = 9;
     __shared__ __align__(16) T sh_pole[4 * POLE_CHUNK];
     __shared__ __align__(16) T sh_c[2 * S * POLE_CHUNK];
-    dplr_spectrum_rank<T, 2>(Lambda, P, B, Ct, dt, out, count, M, length, nodes, conj_pairs, scale,
+    dplr_spectrum_rank<T, 2>(Lambda, P, B, Ct, dt, tangents, out, count, M, length, nodes, conj_pairs, scale,
                               sh_pole, sh_c);
 }
