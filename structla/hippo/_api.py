@@ -102,7 +102,7 @@ def _prepare(signature: str, check_finite: bool | None, *, complex_compute: bool
              real_dt: bool = True, **arrays: Any):
     """Namespace, validated compute-dtype arrays flattened to one batch axis, batch, dtype."""
     xp = array_namespace(**arrays)
-    raw = {k: v if v is None or isinstance(v, xp.ndarray) else as_array(v, k, xp)
+    raw = {k: v if v is None or type(v) is xp.ndarray else as_array(v, k, xp)
            for k, v in arrays.items()}
     # The dtypes and the batch depend only on the operands' types, shapes and dtypes: memoised,
     # so that repeated calls (a training loop; on the GPU this is host time before the first
