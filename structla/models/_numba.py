@@ -78,7 +78,11 @@ def _delta_columns_loop(s, q, k, v, beta, log_alpha, out, start):
 @kernel
 def _delta_products(s, k, q, acc):
     """``acc`` ← (S k₀, S k₁, S q₀, S q₁) on the block's columns (``s`` its Sᵀ)."""
-    acc[:] = 0
+    for i in range(s.shape[1]):
+        acc[0, i] = 0
+        acc[1, i] = 0
+        acc[2, i] = 0
+        acc[3, i] = 0
     for j in range(s.shape[0]):
         for i in range(s.shape[1]):
             acc[0, i] += s[j, i] * k[0, j]
@@ -325,10 +329,13 @@ def _delta_head(q, k, v, beta, log_alpha, st, out, counts):
     width = _VECTORS * (_VECTOR_BYTES // st.itemsize)
     blocks = dv // width
     paired = length - length % 2
+    # Array-slice assignments cost seconds of compile time each; the copies are loops.
     s = np.empty((blocks, dk, width), dtype=st.dtype)
     acc = np.empty((blocks, 4, width), dtype=st.dtype)
     for c in range(blocks):
-        s[c] = st[:, c * width:(c + 1) * width]
+        for j in range(dk):
+            for i in range(width):
+                s[c, j, i] = st[j, c * width + i]
         if paired:
             _delta_products(s[c], k, q, acc[c])
     scalars = np.empty((4, _TILE), dtype=st.dtype)
@@ -342,11 +349,18 @@ def _delta_head(q, k, v, beta, log_alpha, st, out, counts):
         if paired < length:
             _delta_columns_loop(s[c], q[paired:], k[paired:], v[paired:], beta[paired:], log_alpha[paired:],
                                 out[paired:], c * width)
-        st[:, c * width:(c + 1) * width] = s[c]
+        for j in range(dk):
+            for i in range(width):
+                st[j, c * width + i] = s[c, j, i]
     if blocks * width < dv:
-        rest = st[:, blocks * width:].copy()
+        rest = np.empty((dk, dv - blocks * width), dtype=st.dtype)
+        for j in range(dk):
+            for i in range(rest.shape[1]):
+                rest[j, i] = st[j, blocks * width + i]
         _delta_columns_loop(rest, q, k, v, beta, log_alpha, out, blocks * width)
-        st[:, blocks * width:] = rest
+        for j in range(dk):
+            for i in range(rest.shape[1]):
+                st[j, blocks * width + i] = rest[j, i]
 
 
 @kernel(parallel=True)
