@@ -67,10 +67,11 @@ int warps_for(int dim, int per_b, bool var_b, int per_c, bool var_c) {
     return 1;
 }
 
-// _cupy.py's _sequential_warps: ≤ 4 warps of 8 channels dividing D and both group sizes (0: none).
+// _cupy.py's _sequential_warps: ≤ 4 warps of CHANNELS channels dividing D and both group sizes (0: none).
 int sequential_warps(int dim, int per_b, int per_c) {
+    const int channels = SEQUENTIAL_CHANNELS_PY;
     for (int w : {4, 2, 1})
-        if (dim % (8 * w) == 0 && per_b % (8 * w) == 0 && per_c % (8 * w) == 0) return w;
+        if (dim % (channels * w) == 0 && per_b % (channels * w) == 0 && per_c % (channels * w) == 0) return w;
     return 0;
 }
 
@@ -132,7 +133,7 @@ void check(const char* name, int batch, int dim, int n, long long L, int b_kind,
             return;
         }
         const size_t shared = sequential_shared(launched, sizeof(T));
-        run_grid(dim / (8 * launched), batch, 32 * launched, shared, [&] {
+        run_grid(dim / (SEQUENTIAL_CHANNELS_PY * launched), batch, 32 * launched, shared, [&] {
             selective_scan_sequential<T>(u, delta, A.data(), B.data(), C.data(), D.data(), z, bias.data(),
                                          state.data(), y, dim, L, n, lb.sb, lb.sg, lb.per,
                                          lc.sb, lc.sg, lc.per, flags);
@@ -249,6 +250,7 @@ def emulation_output(tmp_path_factory):
     sequential = (f"{buffers * 2 * states * row} + warps * ({buffers * 3 * channels * row} + {channels * row}"
                   f" + 32 * ({group} * itemsize + 16))")
     harness = (HARNESS.replace("SHARED_BYTES_PY", str(shared)).replace("SEQUENTIAL_SHARED_PY", sequential)
+               .replace("SEQUENTIAL_CHANNELS_PY", str(channels))
                .replace("SEQUENTIAL_CU", f'"{SEQUENTIAL_SOURCE}"'))
     return build_and_run(tmp_path_factory.mktemp("cuda_emulation"), harness, "SCAN_CU", SOURCE,
                          timeout=300)

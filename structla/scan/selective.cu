@@ -21,11 +21,10 @@
 
 namespace seq_detail {
 
-constexpr int QUARTERS = 4;                 // lanes per channel
-constexpr int PER_LANE = 4;                 // states per lane
-constexpr int MAX_STATES = QUARTERS * PER_LANE;
+constexpr int MAX_STATES = 16;
+constexpr int QUARTERS = 4;                 // lanes per channel (4 or 8; _cupy.py's channels: 32 / QUARTERS)
+constexpr int PER_LANE = MAX_STATES / QUARTERS;  // states per lane
 constexpr int CHANNELS = 32 / QUARTERS;     // channels per warp
-constexpr int GROUP = 16;                   // steps whose partial sums are added at a time
 constexpr int ROW_BYTES = 128 + 16;         // a row of one chunk, padded so that rows fall on distinct banks
 constexpr int BUFFERS = 2;                  // chunks in shared memory: chunk s + 1 loads while s computes
 constexpr int IO_ARRAYS = 3;                // Δ, u, z rows
@@ -45,6 +44,8 @@ template <typename R> struct Lay {
     static constexpr int STEPS = 128 / sizeof(R);      // steps per chunk
     static constexpr int ROW = ROW_BYTES / sizeof(R);  // elements per padded row
     static constexpr int PACK = 16 / sizeof(R);        // elements per 16 bytes
+    // Steps whose partial sums are added at a time: at least 16, and a whole pack per lane.
+    static constexpr int GROUP = QUARTERS * PACK > 16 ? QUARTERS * PACK : 16;
     static constexpr int SCRATCH = GROUP + PACK;       // a lane's padded row of partial sums
 };
 
@@ -143,7 +144,8 @@ __global__ void selective_scan_sequential(
     int dim, long long L, int N, long long sbB, long long sgB, int perB, long long sbC, long long sgC,
     int perC, int flags) {
     using namespace seq_detail;
-    constexpr int STEPS = Lay<T>::STEPS, ROW = Lay<T>::ROW, PACK = Lay<T>::PACK, SCRATCH = Lay<T>::SCRATCH;
+    constexpr int STEPS = Lay<T>::STEPS, ROW = Lay<T>::ROW, PACK = Lay<T>::PACK, SCRATCH = Lay<T>::SCRATCH,
+                  GROUP = Lay<T>::GROUP;
     STRUCTLA_DYNAMIC_SHARED(smem);
     T* bc = reinterpret_cast<T*>(smem);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
@@ -180,16 +182,17 @@ __global__ void selective_scan_sequential(
 
     // Chunk s into buffer `buffer`: the block's B/C rows (all threads), this warp's Δ, u, z rows.
     // A row of a chunk is 8 packs of 16 bytes; thread i copies pack i % 8 of the rows i / 8,
-    // i / 8 + threads / 8, … (of the warp's rows: 4 per pass, 2 passes per array). Only the start
+    // i / 8 + threads / 8, … (of the warp's rows: 4 per pass, CHANNELS / 4 passes per array). Only the start
     // time moves from chunk to chunk.
     constexpr int PACKS = STEPS / PACK;
-    static_assert(PACKS == 8 && CHANNELS == 2 * (32 / PACKS), "two passes of a warp cover its rows");
+    constexpr int PASSES = CHANNELS / (32 / PACKS);  // of the warp over its rows, per array
+    static_assert(PACKS == 8 && PASSES * (32 / PACKS) == CHANNELS, "whole passes of a warp cover its rows");
     const int pack = (threadIdx.x % PACKS) * PACK;  // first step of this thread's pack in the row
     const int arrays = has_z ? 3 : 2;
-    const T* io_src[IO_ARRAYS][2];
-    int io_dst[2];
+    const T* io_src[IO_ARRAYS][PASSES];
+    int io_dst[PASSES];
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
+    for (int half = 0; half < PASSES; ++half) {
         const int ch = lane / PACKS + half * (32 / PACKS);
         const long long offset = (b * dim + first_channel + ch) * L + pack;
         io_src[0][half] = delta + offset;
@@ -212,7 +215,7 @@ __global__ void selective_scan_sequential(
         for (int arr = 0; arr < IO_ARRAYS; ++arr) {
             if (arr >= arrays) break;
 #pragma unroll
-            for (int half = 0; half < 2; ++half) {
+            for (int half = 0; half < PASSES; ++half) {
                 T* dst = rows + arr * CHANNELS * ROW + io_dst[half];
                 if (vec_io && whole) copy16(dst, io_src[arr][half] + t0);
                 else stage_pack(dst, io_src[arr][half] + t0, t, L, vec_io);
@@ -240,6 +243,7 @@ __global__ void selective_scan_sequential(
         T* duc = du + c * ROW;
         // Δ (bias, softplus) and Δ·u, once per element: lane q of a channel takes a quarter of the steps.
         constexpr int QUARTER = STEPS / QUARTERS;
+        static_assert(QUARTER % PACK == 0 && STEPS % GROUP == 0, "whole packs per lane, whole groups per chunk");
 #pragma unroll
         for (int k0 = q * QUARTER; k0 < (q + 1) * QUARTER; k0 += PACK) {
             Pack<T> dv = *reinterpret_cast<const Pack<T>*>(dt + k0);
@@ -291,7 +295,7 @@ __global__ void selective_scan_sequential(
                 *reinterpret_cast<Pack<T>*>(mine + k0) = v;
             }
             __syncwarp();
-            constexpr int OWN = GROUP / QUARTERS;  // steps of the group this lane writes (4)
+            constexpr int OWN = GROUP / QUARTERS;  // steps of the group this lane writes (whole packs)
             T out[OWN];
 #pragma unroll
             for (int e = 0; e < OWN; ++e) out[e] = T(0);
