@@ -3,13 +3,14 @@
 Inputs as prepared by ``_api.py`` (see ``_reference.py``). Everything is launched on
 CuPy's current stream and nothing waits for the device.
 
-The chunked solve (MATH A2): the diagonal blocks of every chunk are inverted at once
-(``tril_block_inv_small``); for float32 with d ≤ 128 one kernel (``tril_solve.cu``) then walks
-the chunks of each sequence, a thread block per 64 columns of b, with the d×64 state on chip.
-Otherwise the two-pass form: cuBLAS batched products give, per chunk I,
-``U = T_II⁻¹ B_I``, ``W = T_II⁻¹ diag(a) Q_I`` and the state step ``Z_{I+1} = M_I Z_I + V_I``
-with ``M_I = last·I − K̃_IᵀW``, ``V_I = K̃_IᵀU``; ``tril_state_scan`` runs that short
-recurrence over chunks, and one more batched product gives ``X_I = U − W Z_I``.
+The chunked solve (MATH A2): for float32 with d ≤ 128 one kernel (``tril_solve.cu``) walks
+the chunks of each sequence, a thread block per 64 columns of b, with the d×64 state on chip
+and each chunk's T_II⁻¹ formed there. Otherwise the two-pass form: the diagonal blocks of
+every chunk are inverted at once (``tril_block_inv_small``); cuBLAS batched products give,
+per chunk I, ``U = T_II⁻¹ B_I``, ``W = T_II⁻¹ diag(a) Q_I`` and the state step
+``Z_{I+1} = M_I Z_I + V_I`` with ``M_I = last·I − K̃_IᵀW``, ``V_I = K̃_IᵀU``;
+``tril_state_scan`` runs that short recurrence over chunks, and one more batched product
+gives ``X_I = U − W Z_I``.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ _NULL = np.uint64(0)
 _SMALL_THREADS = 256  # SMALL_THREADS of tril.cu
 _SCAN_TILE = 32  # SCAN_TILE of tril.cu
 # tril_solve.cu: largest d, columns per thread block, and its dynamic shared memory (floats:
-# Z d×68, Q and K C×132, T⁻¹ and X C×68, two C-vectors of decay factors and one more, padded)
+# Z d×68, Q and K C×132, T⁻¹ and X C×68, two C-vectors of decay factors and one more, padded;
+# then C doubles of log-decay sums)
 _SOLVE_D = 128
 _SOLVE_TILE = 64
-_SOLVE_SHARED_BYTES = 4 * (_SOLVE_D * 68 + 2 * _SOLVE_CHUNK * (132 + 68) + 2 * _SOLVE_CHUNK + 4)
+_SOLVE_SHARED_BYTES = (4 * (_SOLVE_D * 68 + 2 * _SOLVE_CHUNK * (132 + 68) + 2 * _SOLVE_CHUNK + 4)
+                       + 8 * _SOLVE_CHUNK)
 
 
 def _empty(shape, dtype):
@@ -208,14 +211,14 @@ def _one_pass(chunks, b, out):
             and all(x.data.ptr % 16 == 0 for x in (chunks.q, chunks.k, b, out)))
 
 
-def _solve_one_pass(chunks, inv, b, out):
+def _solve_one_pass(chunks, b, out):
     count, n, m = b.shape
     kernel = get_kernel("tril", "tril_solve.cu", "tril_chunk_solve", b.dtype)
     if kernel.max_dynamic_shared_size_bytes < _SOLVE_SHARED_BYTES:
         kernel.max_dynamic_shared_size_bytes = _SOLVE_SHARED_BYTES
     launch(kernel, (count, -(-m // _SOLVE_TILE)), 256,
            (np.int64(count), np.int32(n), np.int32(chunks.nc), np.int32(chunks.q.shape[-1]), np.int32(m),
-            chunks.q, chunks.k, _or_null(chunks.log_decay), inv, b, out),
+            chunks.q, chunks.k, _or_null(chunks.log_decay), chunks.diag, b, out),
            shared_mem=_SOLVE_SHARED_BYTES)
 
 
@@ -228,11 +231,11 @@ def tril_dlr_solve(diag, q, k, b, log_decay, *, chunk=None):
     if out.size == 0:
         return out
     chunks = _Chunks(diag, q, k, log_decay, chunk or _SOLVE_CHUNK)
-    inv = chunks.block_inverses()
     b = cp.ascontiguousarray(b)
     if _one_pass(chunks, b, out):
-        _solve_one_pass(chunks, inv, b, out)
+        _solve_one_pass(chunks, b, out)
         return out
+    inv = chunks.block_inverses()
     u = inv @ chunks.blocks(b)
     if chunks.nc > 1:
         w = inv @ chunks.qa

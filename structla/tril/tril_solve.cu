@@ -2,12 +2,15 @@
 // block per (sequence, 64 columns of b) walks the chunks in order with the d×64 state in
 // registers (and a copy in shared memory):
 //   r   = B_I − diag(a) Q_I Z        (a_i = Γ from the previous chunk's end to row i)
-//   X_I = T_II⁻¹ r                   (T_II⁻¹ from tril_block_inv_small, lower triangular)
+//   X_I = T_II⁻¹ r                   (T_II formed from Q_I, K_I on chip and inverted there)
 //   Z  ← last·Z + K_Iᵀ diag(f) X_I   (f_i = Γ from row i to the chunk's end, last = Γ across it)
-// 4·C·d·64 + C²·64 flops per chunk and tile, no d×d step matrix. Operands are fetched into
-// registers during a long product before their use (K_I and B_I during the first, Q_{I+1} and
-// T⁻¹_{I+1,I+1} during the third), so the loads hide behind arithmetic; log-decays are summed
-// in double (chunk-local, exponents ≤ 0).
+// 4·C·d·64 + C²·64 flops per chunk and tile for the products, C²·d + C³/3 for T_II⁻¹; no d×d
+// step matrix. T_II⁻¹ as in tril_block_inv_small (16×16 diagonal blocks by substitution, then
+// merges X₂₁ = −X₂₂(L₂₁X₁₁)), in float32: each thread block needs its chunks' inverses once, so
+// forming them here costs less than reading them back from a separate batched kernel. Operands
+// are fetched into registers during a long product before their use (K_I and B_I during the
+// first, Q_{I+1} during the last), so the loads hide behind arithmetic; log-decays are summed in
+// double (chunk-local, exponents ≤ 0).
 
 // structla-dtypes: float32
 
@@ -15,7 +18,7 @@
 #define STRUCTLA_DYNAMIC_SHARED(name) extern __shared__ __align__(16) unsigned char name[]
 #endif
 
-constexpr int FS_CHUNK = 64;    // chunk length (the block inverses' size)
+constexpr int FS_CHUNK = 64;    // chunk length
 constexpr int FS_D = 128;       // largest state dimension d
 constexpr int FS_TILE = 64;     // columns of b per thread block
 constexpr int FS_THREADS = 256;
@@ -23,10 +26,10 @@ constexpr int FS_THREADS = 256;
 // not multiples of 32, so the rows a warp reads at once fall on different banks.
 constexpr int FS_QS = FS_D + 4;      // Q_I and K_I: C × d
 constexpr int FS_ZS = FS_TILE + 4;   // Z: d × tile; T_II⁻¹: C × C; r and X: C × tile
-// Shared memory in floats (mirrored by _cupy._SOLVE_SHARED_BYTES): Z, Q, K, T⁻¹, X, then the
-// decay factors a, f (C each) and last.
+// Shared memory in floats (mirrored by _cupy._SOLVE_SHARED_BYTES): Z, Q, K, T⁻¹, X, the decay
+// factors a, f (C each) and last (padded to 4), then the chunk-local sums (C doubles).
 constexpr int FS_SHARED_FLOATS =
-    FS_D * FS_ZS + 2 * FS_CHUNK * FS_QS + 2 * FS_CHUNK * FS_ZS + 2 * FS_CHUNK + 4;
+    FS_D * FS_ZS + 2 * FS_CHUNK * FS_QS + 2 * FS_CHUNK * FS_ZS + 2 * FS_CHUNK + 4 + 2 * FS_CHUNK;
 
 __device__ inline float4 fs_load(const float* p) { return *reinterpret_cast<const float4*>(p); }
 __device__ inline void fs_store(float* p, float4 v) { *reinterpret_cast<float4*>(p) = v; }
@@ -45,7 +48,7 @@ __global__ void tril_chunk_solve(long long count, int n, int nc, int d, int m,
                                  const T* __restrict__ q,     // (count, nc·C, d), zero rows past n
                                  const T* __restrict__ k,     // (count, nc·C, d), zero rows past n
                                  const T* __restrict__ logd,  // (count, nc·C) or null, zeros past n
-                                 const T* __restrict__ inv,   // (count, nc, C, C): T_II⁻¹
+                                 const T* __restrict__ diag,  // (count, nc·C): λ, ones past n
                                  const T* __restrict__ b,     // (count, n, m)
                                  T* __restrict__ out) {       // (count, n, m)
     STRUCTLA_DYNAMIC_SHARED(smem);
@@ -57,6 +60,8 @@ __global__ void tril_chunk_solve(long long count, int n, int nc, int d, int m,
     float* fa = Xs + FS_CHUNK * FS_ZS;
     float* ff = fa + FS_CHUNK;
     float* flast = ff + FS_CHUNK;
+    double* cum = reinterpret_cast<double*>(flast + 4);  // chunk-local log-decay sums (C)
+    float* tmp = Zs;  // merge scratch (32 × 32): Z lives in registers while T_II is inverted
     const long long s = blockIdx.x;
     if (s >= count) return;
     const int c0 = blockIdx.y * FS_TILE;
@@ -67,6 +72,7 @@ __global__ void tril_chunk_solve(long long count, int n, int nc, int d, int m,
     const T* ks = k + s * (long long)nc * FS_CHUNK * d;
     const T* gs = logd == nullptr ? nullptr : logd + s * (long long)nc * FS_CHUNK;
     const T* bs = b + s * (long long)n * m;
+    const T* ds = diag + s * (long long)nc * FS_CHUNK;
     T* os = out + s * (long long)n * m;
 
     // A C × d operand (Q_I or K_I) as 8 float4 per thread, zero columns past d.
@@ -86,21 +92,6 @@ __global__ void tril_chunk_solve(long long count, int n, int nc, int d, int m,
             fs_store(dst + (idx / (FS_D / 4)) * FS_QS + 4 * (idx % (FS_D / 4)), v[e]);
         }
     };
-    // T_II⁻¹ (C × C) as 4 float4 per thread.
-    auto fetch_inv = [&](int I, float4 (&v)[4]) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const int idx = tid + e * FS_THREADS;
-            v[e] = fs_load(inv + ((s * nc + I) * FS_CHUNK + idx / 16) * FS_CHUNK + 4 * (idx % 16));
-        }
-    };
-    auto store_inv = [&](const float4 (&v)[4]) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const int idx = tid + e * FS_THREADS;
-            fs_store(Ts + (idx / 16) * FS_ZS + 4 * (idx % 16), v[e]);
-        }
-    };
     // Decay factors of chunk I from its log-decays (threads < 64: g_lo = g[lane], g_hi = g[32 + lane]).
     auto factors = [&](float g_lo, float g_hi) {
         if (tid < 64) {
@@ -114,9 +105,10 @@ __global__ void tril_chunk_solve(long long count, int n, int nc, int d, int m,
             }
             const double total_lo = __shfl_sync(0xffffffffu, lo, 31);
             const double end = total_lo + __shfl_sync(0xffffffffu, hi, 31);
-            const double cum = tid < 32 ? lo : total_lo + hi;
-            fa[tid] = exp((float)cum);
-            ff[tid] = exp((float)(end - cum));
+            const double c_ = tid < 32 ? lo : total_lo + hi;
+            fa[tid] = exp((float)c_);
+            ff[tid] = exp((float)(end - c_));
+            cum[tid] = c_;
             if (tid == 0) *flast = exp((float)end);
         }
     };
@@ -135,11 +127,9 @@ __global__ void tril_chunk_solve(long long count, int n, int nc, int d, int m,
 #pragma unroll
         for (int u = 0; u < 4; ++u) z[a][u] = 0.0f;
     {
-        float4 v[OPS], t[4];
+        float4 v[OPS];
         fetch_op(qs, 0, v);
-        fetch_inv(0, t);
         store_op(Qs, v);
-        store_inv(t);
     }
     if (gs != nullptr) {
         fetch_g(0);
@@ -147,6 +137,7 @@ __global__ void tril_chunk_solve(long long count, int n, int nc, int d, int m,
     } else if (tid < 64) {
         fa[tid] = 1.0f;
         ff[tid] = 1.0f;
+        cum[tid] = 0.0;
         if (tid == 0) *flast = 1.0f;
     }
     __syncthreads();
@@ -194,6 +185,101 @@ __global__ void tril_chunk_solve(long long count, int n, int nc, int d, int m,
         }
         store_op(Ks, kv);
         __syncthreads();
+        // ---- T_II = diag(λ) + tril(Q_I K_Iᵀ ⊙ Γ, -1) into Ts (diagonal 1/λ), then inverted ----
+        {
+            float g4[4][4];
+#pragma unroll
+            for (int a = 0; a < 4; ++a)
+#pragma unroll
+                for (int c = 0; c < 4; ++c) g4[a][c] = 0.0f;
+#pragma unroll 2
+            for (int r = 0; r < d; r += 4) {
+                float4 qa[4], kc[4];
+#pragma unroll
+                for (int a = 0; a < 4; ++a) qa[a] = fs_load(Qs + (ty + 16 * a) * FS_QS + r);
+#pragma unroll
+                for (int c = 0; c < 4; ++c) kc[c] = fs_load(Ks + (tx + 16 * c) * FS_QS + r);
+#pragma unroll
+                for (int v = 0; v < 4; ++v)
+#pragma unroll
+                    for (int a = 0; a < 4; ++a)
+#pragma unroll
+                        for (int c = 0; c <= a; ++c)
+                            g4[a][c] = fmaf(fs_at(qa[a], v), fs_at(kc[c], v), g4[a][c]);
+            }
+#pragma unroll
+            for (int a = 0; a < 4; ++a) {
+                const int i = ty + 16 * a;
+#pragma unroll
+                for (int c = 0; c < 4; ++c) {
+                    const int j = tx + 16 * c;
+                    float v = 0.0f;
+                    if (i > j) v = g4[a][c] * exp((float)(cum[i] - cum[j]));
+                    else if (i == j) v = 1.0f / ds[row0 + i];
+                    Ts[i * FS_ZS + j] = v;
+                }
+            }
+        }
+        __syncthreads();
+        {
+            float y[16];
+            const int p = tid / 16, c = tid % 16;
+            if (p < 4) {
+                const float* L = Ts + (16 * p) * FS_ZS + 16 * p;
+#pragma unroll
+                for (int i = 0; i < 16; ++i) {
+                    float v = i == c ? 1.0f : 0.0f;
+#pragma unroll
+                    for (int l = 0; l < i; ++l) v = v - L[i * FS_ZS + l] * y[l];
+                    y[i] = v * L[i * FS_ZS + i];
+                }
+            }
+            __syncthreads();
+            if (p < 4) {
+                float* Y = Ts + (16 * p) * FS_ZS + 16 * p;
+#pragma unroll
+                for (int i = 0; i < 16; ++i) Y[i * FS_ZS + c] = y[i];
+            }
+            __syncthreads();
+        }
+        {
+            // merges X₂₁ = −X₂₂ (L₂₁ X₁₁) at s = 16 (two pairs) and 32: thread column J of 32,
+            // rows i0 + 8t of the s rows
+            const int J = tid % 32, i0 = tid / 32;
+#pragma unroll
+            for (int sz = 16; sz < 64; sz *= 2) {
+                const int g = J / sz, j = J % sz;
+                const int c0 = 2 * g * sz, r0 = c0 + sz;
+                const int rows = sz / 8;
+                float part[4];
+#pragma unroll
+                for (int t = 0; t < 4; ++t) part[t] = 0.0f;
+#pragma unroll 4
+                for (int l = 0; l < sz; ++l) {
+                    const float x = Ts[(c0 + l) * FS_ZS + c0 + j];
+#pragma unroll
+                    for (int t = 0; t < 4; ++t)
+                        if (t < rows) part[t] = fmaf(Ts[(r0 + i0 + 8 * t) * FS_ZS + c0 + l], x, part[t]);
+                }
+#pragma unroll
+                for (int t = 0; t < 4; ++t)
+                    if (t < rows) tmp[(i0 + 8 * t) * 32 + J] = part[t];
+                __syncthreads();
+#pragma unroll
+                for (int t = 0; t < 4; ++t) part[t] = 0.0f;
+#pragma unroll 4
+                for (int l = 0; l < sz; ++l) {
+                    const float x = tmp[l * 32 + J];
+#pragma unroll
+                    for (int t = 0; t < 4; ++t)
+                        if (t < rows) part[t] = fmaf(Ts[(r0 + i0 + 8 * t) * FS_ZS + r0 + l], x, part[t]);
+                }
+#pragma unroll
+                for (int t = 0; t < 4; ++t)
+                    if (t < rows) Ts[(r0 + i0 + 8 * t) * FS_ZS + c0 + j] = -part[t];
+                __syncthreads();
+            }
+        }
         // ---- X_I = T_II⁻¹ r (lower triangular: column block kb meets rows of blocks a ≥ kb) ----
 #pragma unroll
         for (int a = 0; a < 4; ++a)
@@ -233,11 +319,8 @@ __global__ void tril_chunk_solve(long long count, int n, int nc, int d, int m,
         }
         __syncthreads();
         // ---- Z ← last·Z + K_Iᵀ diag(f) X_I (rows 8ty … 8ty + 7 of Z) ----
-        float4 qv[OPS], tv[4];
-        if (I + 1 < nc) {
-            fetch_op(qs, I + 1, qv);
-            fetch_inv(I + 1, tv);
-        }
+        float4 qv[OPS];
+        if (I + 1 < nc) fetch_op(qs, I + 1, qv);
 #pragma unroll
         for (int a = 0; a < 8; ++a)
 #pragma unroll
@@ -256,12 +339,11 @@ __global__ void tril_chunk_solve(long long count, int n, int nc, int d, int m,
                 }
         }
         if (I + 1 == nc) break;
-        // Z, Q_I, T⁻¹_II and the factors were last read before the barriers above
+        // Z, Q_I and the factors were last read before the barriers above
 #pragma unroll
         for (int a = 0; a < 8; ++a)
             fs_store(Zs + (8 * ty + a) * FS_ZS + 4 * tx, make_float4(z[a][0], z[a][1], z[a][2], z[a][3]));
         store_op(Qs, qv);
-        store_inv(tv);
         if (gs != nullptr) factors(g_lo, g_hi);
         __syncthreads();
     }
