@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -861,7 +863,17 @@ def test_gpu_fused_frobenius_start(cp, dtype):
     bad = M.copy()
     bad[1, 2, 3] = cp.nan
     with pytest.raises(structla.LinAlgError):
-        msign(bad, steps=3, check_finite=False)
+        msign(bad, check_finite=False)
+    with pytest.raises(ValueError, match="'M'"):
+        msign(bad, steps=3, check_finite=True)
+    # fixed steps without the check stay asynchronous: the NaN reaches its matrix's output
+    # only, through the cuBLAS iteration and through the fused float16 kernel
+    small = cp.asarray(rng.standard_normal((3, 16, 32)), dtype=cp.float32)
+    small[1, 0, 5] = cp.nan
+    for stack, options in ((bad, {}), (small, {"compute_dtype": "float16"})):
+        X = msign(stack, steps=3, check_finite=False, **options)
+        finite = cp.asnumpy(cp.isfinite(X).all(axis=(1, 2)))
+        assert finite.tolist() == [True, False] + [True] * (len(finite) - 2)
 
 
 @pytest.mark.gpu
@@ -911,3 +923,138 @@ def test_gpu_fused_small_msign(cp, shape):
 def test_gpu_mixed_libraries_rejected(cp):
     with pytest.raises(TypeError):
         msign_vjp(cp.ones((3, 3)), np.ones((3, 3)))
+
+
+class _FakeDeviceArray(np.ndarray):
+    """NumPy array posing as a CuPy one: counts device work and host reads (see below)."""
+
+    counts: ClassVar[dict] = {}
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        _FakeDeviceArray.counts["launches"] += 1
+        plain = [x.view(np.ndarray) if isinstance(x, np.ndarray) else x for x in inputs]
+        if "out" in kwargs:
+            kwargs["out"] = tuple(x.view(np.ndarray) for x in kwargs["out"])
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        # CuPy reductions return 0-d device arrays, not host scalars
+        return np.asarray(result).view(_FakeDeviceArray)
+
+    def astype(self, dtype, copy=True, **kwargs):
+        if not copy and np.dtype(dtype) == self.dtype:
+            return self
+        _FakeDeviceArray.counts["launches"] += 1
+        return super().astype(dtype, copy=copy, **kwargs)
+
+    def _read(self, kind):
+        _FakeDeviceArray.counts["syncs"] += 1
+        return getattr(self.view(np.ndarray), kind)()
+
+    def __bool__(self):
+        return self._read("__bool__")
+
+    def __float__(self):
+        return self._read("__float__")
+
+    def item(self):
+        return self._read("item")
+
+
+_FakeDeviceArray.__module__ = "cupy"
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    """A stand-in ``cupy`` (NumPy arrays, kernels that write zeros) that counts what a
+    call sends to the device: CuPy operations (``launches``), raw kernel launches
+    (``kernels``), host reads of device values (``syncs``) and host→device copies."""
+    import importlib.util
+    import types
+
+    if importlib.util.find_spec("cupy") is not None:
+        pytest.skip("real CuPy installed: the GPU tests measure the real thing")
+    counts = {"launches": 0, "kernels": 0, "syncs": 0, "copies": 0}
+    _FakeDeviceArray.counts = counts
+    view = {"broadcast_to", "float16", "float32", "float64", "complex64", "complex128"}
+
+    class FakeCupy(types.ModuleType):
+        ndarray = _FakeDeviceArray
+
+        def __getattr__(self, name):
+            target = getattr(np, name)
+            if name in view:
+                return target
+
+            def operation(*args, **kwargs):
+                counts["launches"] += 1
+                out = target(*args, **kwargs)
+                return out.view(_FakeDeviceArray) if isinstance(out, np.ndarray) else out
+            return operation
+
+        @staticmethod
+        def asarray(x, dtype=None):
+            if isinstance(x, _FakeDeviceArray) and (dtype is None or np.dtype(dtype) == x.dtype):
+                return x
+            counts["copies" if not isinstance(x, _FakeDeviceArray) else "launches"] += 1
+            return np.array(x, dtype=dtype).view(_FakeDeviceArray)
+
+        @staticmethod
+        def ascontiguousarray(x, dtype=None):
+            if x.flags.c_contiguous and (dtype is None or np.dtype(dtype) == x.dtype):
+                return x
+            counts["launches"] += 1
+            return np.ascontiguousarray(x, dtype=dtype).view(_FakeDeviceArray)
+
+        @staticmethod
+        def empty(shape, dtype=np.float64):
+            return np.empty(shape, dtype).view(_FakeDeviceArray)
+
+    cupy = FakeCupy("cupy")
+    device = types.SimpleNamespace(compute_capability="90")
+    cupy.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDevice=lambda: 0),
+                                      Device=lambda *_: device)
+    backends = {name: types.ModuleType(name) for name in
+                ("cupy_backends", "cupy_backends.cuda", "cupy_backends.cuda.api",
+                 "cupy_backends.cuda.libs")}
+    backends["cupy_backends.cuda.api"].runtime = types.ModuleType("runtime")
+    backends["cupy_backends.cuda.libs"].cublas = types.ModuleType("cublas")
+    for name, module in {"cupy": cupy, **backends}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+
+    def launch(kernel, grid, block, args, shared_mem=0):
+        counts["kernels"] += 1
+        args[1][...] = 0
+
+    import structla._core.cuda as cuda
+    import structla.matfun
+    from structla.matfun import _api
+
+    # the stand-in arrays are NumPy subclasses, which array_namespace takes for NumPy
+    monkeypatch.setattr(_api, "array_namespace", lambda **named: cupy)
+    monkeypatch.setattr(cuda, "get_kernel", lambda *args: "msign_small_fused")
+    monkeypatch.setattr(cuda, "launch", launch)
+    sys.modules.pop("structla.matfun._cupy", None)
+    try:
+        yield counts
+    finally:
+        # the GPU module bound to the stand-in must not outlive the test
+        sys.modules.pop("structla.matfun._cupy", None)
+        if hasattr(structla.matfun, "_cupy"):
+            delattr(structla.matfun, "_cupy")
+
+
+def test_msign_fused_gpu_call_is_one_launch_without_host_reads(fake_cupy):
+    # the batched Muon-style call (fixed float16 Polar Express steps on small matrices):
+    # the fused kernel does the start, the steps and the float32 output; validation and
+    # the table are host work, and nothing is read back, so the call stays asynchronous
+    M = _FakeDeviceArray.__new__(_FakeDeviceArray, (4, 32, 16), np.float32)
+    M[...] = np.random.default_rng(40).standard_normal(M.shape)
+    for call in range(2):
+        fake_cupy.update(launches=0, kernels=0, syncs=0, copies=0)
+        X = msign(M, steps=4, compute_dtype="float16")
+        assert X.shape == M.shape and X.dtype == np.float32
+        # the coefficient rows go to the device once per table
+        assert fake_cupy == {"launches": 0, "kernels": 1, "syncs": 0, "copies": 1 - call}
+    # asking for the checks reads the input and the result back
+    fake_cupy.update(launches=0, kernels=0, syncs=0, copies=0)
+    msign(M, steps=4, compute_dtype="float16", check_finite=True)
+    assert fake_cupy["kernels"] == 1 and fake_cupy["syncs"] == 2

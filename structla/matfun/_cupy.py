@@ -189,12 +189,18 @@ def _fused_fits(M: Any, table: np.ndarray, options: dict) -> bool:
             and np.dtype(options.get("cdt")) == np.float16
             and M.dtype in (np.float32, np.float16) and len(table) > 0
             and min(n, m) >= 16 and max(n, m) <= _FUSED_MAX and n % 16 == 0 and m % 16 == 0
-            and int(cupy.cuda.Device().compute_capability) >= 80)
+            and _has_mma(cupy.cuda.runtime.getDevice()))
 
 
 @functools.cache
-def _device_table(rows: tuple[float, ...]) -> Any:
-    return cupy.asarray(np.array(rows, dtype=np.float32))
+def _has_mma(device_id: int) -> bool:
+    return int(cupy.cuda.Device(device_id).compute_capability) >= 80
+
+
+@functools.lru_cache(maxsize=64)
+def _device_table(rows: bytes) -> Any:
+    """The float32 rows (given as their bytes, a cheap key) copied to the device once."""
+    return cupy.asarray(np.frombuffer(rows, dtype=np.float32))
 
 
 def fused_small(M: Any, table: np.ndarray, out: Any = None) -> Any:
@@ -215,7 +221,7 @@ def fused_small(M: Any, table: np.ndarray, out: Any = None) -> Any:
         out = cupy.empty(M.shape, dtype=np.float32)
     shared = 3 * rows * (cols + 8) * 2 + 32 * 4
     kernel = get_kernel("matfun", "matfun.cu", "msign_small_fused", np.float32)
-    coefficients = _device_table(tuple(float(v) for v in np.asarray(table).ravel()))
+    coefficients = _device_table(np.asarray(table, dtype=np.float32).tobytes())
     launch(kernel, count, _FUSED_THREADS,
            (M, out, coefficients, np.int32(len(table)), np.int32(rows), np.int32(cols),
             np.int32(tall)), shared_mem=shared)
