@@ -986,7 +986,8 @@ def fake_cupy(monkeypatch):
 
             def operation(*args, **kwargs):
                 counts["launches"] += 1
-                out = target(*args, **kwargs)
+                out = target(*(x.view(np.ndarray) if isinstance(x, _FakeDeviceArray) else x
+                               for x in args), **kwargs)
                 return out.view(_FakeDeviceArray) if isinstance(out, np.ndarray) else out
             return operation
 
