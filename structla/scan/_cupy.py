@@ -28,7 +28,7 @@ _SEL_VEC_IO, _SEL_VEC_BC, _SEL_HAS_D, _SEL_HAS_Z, _SEL_HAS_BIAS, _SEL_SOFTPLUS, 
 # selective.cu's sequential kernel (seq_detail there): 4 lanes × 4 states per channel, 8 channels
 # a warp, rows of 128 bytes of steps padded to 144, two buffers of (B, C) and of (Δ, u, z) rows.
 _SEQUENTIAL_STATES = 16
-_SEQUENTIAL_CHANNELS = 8
+_SEQUENTIAL_CHANNELS = 8  # 32 / QUARTERS (lanes per channel) of selective.cu
 _SEQUENTIAL_ROW_BYTES = 144
 _SEQUENTIAL_BUFFERS = 2
 _SEQUENTIAL_GROUP = 16  # steps whose partial sums are added at a time

@@ -25,6 +25,7 @@ constexpr int MAX_STATES = 16;
 constexpr int QUARTERS = 4;                 // lanes per channel (4 or 8; _cupy.py's channels: 32 / QUARTERS)
 constexpr int PER_LANE = MAX_STATES / QUARTERS;  // states per lane
 constexpr int CHANNELS = 32 / QUARTERS;     // channels per warp
+constexpr int GROUP = 16;                   // steps whose partial sums are added at a time
 constexpr int ROW_BYTES = 128 + 16;         // a row of one chunk, padded so that rows fall on distinct banks
 constexpr int BUFFERS = 2;                  // chunks in shared memory: chunk s + 1 loads while s computes
 constexpr int IO_ARRAYS = 3;                // Δ, u, z rows
@@ -44,14 +45,15 @@ template <typename R> struct Lay {
     static constexpr int STEPS = 128 / sizeof(R);      // steps per chunk
     static constexpr int ROW = ROW_BYTES / sizeof(R);  // elements per padded row
     static constexpr int PACK = 16 / sizeof(R);        // elements per 16 bytes
-    // Steps whose partial sums are added at a time: at least 16, and a whole pack per lane.
-    static constexpr int GROUP = QUARTERS * PACK > 16 ? QUARTERS * PACK : 16;
     static constexpr int SCRATCH = GROUP + PACK;       // a lane's padded row of partial sums
+    static constexpr int OWN = GROUP / QUARTERS;       // steps of a group whose sum a lane writes
+    static constexpr int OUT = OWN < PACK ? OWN : PACK;  // elements per access of those steps
 };
 
-template <typename R> struct alignas(16) Pack {
-    R v[16 / sizeof(R)];
+template <typename R, int W> struct alignas(W * sizeof(R)) Vec {
+    R v[W];
 };
+template <typename R> using Pack = Vec<R, 16 / sizeof(R)>;
 
 // Shared memory of a block of `warps` warps, in elements of R (the host's _sequential_shared).
 template <typename R> struct Smem {
@@ -144,8 +146,7 @@ __global__ void selective_scan_sequential(
     int dim, long long L, int N, long long sbB, long long sgB, int perB, long long sbC, long long sgC,
     int perC, int flags) {
     using namespace seq_detail;
-    constexpr int STEPS = Lay<T>::STEPS, ROW = Lay<T>::ROW, PACK = Lay<T>::PACK, SCRATCH = Lay<T>::SCRATCH,
-                  GROUP = Lay<T>::GROUP;
+    constexpr int STEPS = Lay<T>::STEPS, ROW = Lay<T>::ROW, PACK = Lay<T>::PACK, SCRATCH = Lay<T>::SCRATCH;
     STRUCTLA_DYNAMIC_SHARED(smem);
     T* bc = reinterpret_cast<T*>(smem);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
@@ -295,7 +296,8 @@ __global__ void selective_scan_sequential(
                 *reinterpret_cast<Pack<T>*>(mine + k0) = v;
             }
             __syncwarp();
-            constexpr int OWN = GROUP / QUARTERS;  // steps of the group this lane writes (whole packs)
+            constexpr int OWN = Lay<T>::OWN, W = Lay<T>::OUT;
+            using Out = Vec<T, W>;
             T out[OWN];
 #pragma unroll
             for (int e = 0; e < OWN; ++e) out[e] = T(0);
@@ -303,39 +305,39 @@ __global__ void selective_scan_sequential(
             for (int from = 0; from < QUARTERS; ++from) {
                 const T* theirs = partial + (c * QUARTERS + from) * SCRATCH + q * OWN;
 #pragma unroll
-                for (int e0 = 0; e0 < OWN; e0 += PACK) {
-                    const Pack<T> v = *reinterpret_cast<const Pack<T>*>(theirs + e0);
+                for (int e0 = 0; e0 < OWN; e0 += W) {
+                    const Out v = *reinterpret_cast<const Out*>(theirs + e0);
 #pragma unroll
-                    for (int r = 0; r < PACK; ++r) out[e0 + r] += v.v[r];
+                    for (int r = 0; r < W; ++r) out[e0 + r] += v.v[r];
                 }
             }
             __syncwarp();  // the partial sums are overwritten by the next group
             const int k = g + q * OWN;  // chunk step of out[0]
             if (flags & SEQ_HAS_D) {
 #pragma unroll
-                for (int e0 = 0; e0 < OWN; e0 += PACK) {
-                    const Pack<T> v = *reinterpret_cast<const Pack<T>*>(uu + k + e0);
+                for (int e0 = 0; e0 < OWN; e0 += W) {
+                    const Out v = *reinterpret_cast<const Out*>(uu + k + e0);
 #pragma unroll
-                    for (int r = 0; r < PACK; ++r) out[e0 + r] = mad(D_d, v.v[r], out[e0 + r]);
+                    for (int r = 0; r < W; ++r) out[e0 + r] = mad(D_d, v.v[r], out[e0 + r]);
                 }
             }
             if (has_z) {
 #pragma unroll
-                for (int e0 = 0; e0 < OWN; e0 += PACK) {
-                    const Pack<T> v = *reinterpret_cast<const Pack<T>*>(zz + k + e0);
+                for (int e0 = 0; e0 < OWN; e0 += W) {
+                    const Out v = *reinterpret_cast<const Out*>(zz + k + e0);
 #pragma unroll
-                    for (int r = 0; r < PACK; ++r) out[e0 + r] *= silu(v.v[r]);
+                    for (int r = 0; r < W; ++r) out[e0 + r] *= silu(v.v[r]);
                 }
             }
             const long long t = t0 + k;
             if (vec_io) {
 #pragma unroll
-                for (int e0 = 0; e0 < OWN; e0 += PACK) {
+                for (int e0 = 0; e0 < OWN; e0 += W) {
                     if (t + e0 >= L) break;  // L is whole packs here
-                    Pack<T> v;
+                    Out v;
 #pragma unroll
-                    for (int r = 0; r < PACK; ++r) v.v[r] = out[e0 + r];
-                    *reinterpret_cast<Pack<T>*>(y + row + t + e0) = v;
+                    for (int r = 0; r < W; ++r) v.v[r] = out[e0 + r];
+                    *reinterpret_cast<Out*>(y + row + t + e0) = v;
                 }
             } else {
 #pragma unroll
