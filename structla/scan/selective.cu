@@ -29,6 +29,10 @@ constexpr int GROUP = 16;                   // steps whose partial sums are adde
 constexpr int ROW_BYTES = 128 + 16;         // a row of one chunk, padded so that rows fall on distinct banks
 constexpr int BUFFERS = 2;                  // chunks in shared memory: chunk s + 1 loads while s computes
 constexpr int IO_ARRAYS = 3;                // Δ, u, z rows
+// Blocks of ≤ 4 warps resident per SM (the register cap of __launch_bounds__) so that a grid of
+// 8 × 1536 channels runs in one wave: 384 blocks, 3 an SM (≤ 168 registers) with 4 lanes a
+// channel; 768 blocks, 6 an SM (≤ 80 registers, 35.6 KB of shared memory each) with 8.
+constexpr int BLOCKS_PER_SM = QUARTERS == 8 ? 6 : 3;
 
 // Bits of `flags` (as the chunked kernel's: _SEL_VEC_IO … _SEL_HAS_H0 in _cupy.py).
 enum SeqFlag {
@@ -123,15 +127,16 @@ __device__ inline void stage_pack(R* dst, const R* src, long long t, long long L
 
 }  // namespace seq_detail
 
-// Grid (D / (8·warps), batch), blocks of `warps` warps; warp w of block x owns the channels
-// 8·(x·warps + w) … + 7 of batch blockIdx.y, lane i the channel 8·(…) + i / 4 and the states
-// i % 4 + 4j (j < 4; states ≥ N are padding: rate 0, B = C = 0). B/C element (b, d, n, t) is
+// Grid (D / (CHANNELS·warps), batch), blocks of `warps` warps; warp w of block x owns the
+// channels CHANNELS·(x·warps + w) … + CHANNELS − 1 of batch blockIdx.y, lane i the channel
+// CHANNELS·(…) + i / QUARTERS and the states i % QUARTERS + QUARTERS·j (j < PER_LANE; states
+// ≥ N are padding: rate 0, B = C = 0). With 4 lanes a channel: 8 channels a warp, lane i the
+// states i % 4, + 4, + 8, + 12. B/C element (b, d, n, t) is
 // at b·sb + (d / per)·sg + n·L + t (sb = 0: shared across the batch). `state` (batch, D, N)
 // holds h0 on entry (with SEQ_HAS_H0) and the last state on exit. Dskip, z, bias are not read
 // unless their flag is set (any pointer will do then).
-// Blocks of ≤ 4 warps, 3 per SM at the sizes this kernel is for: up to 168 registers a thread.
 template <typename T>
-__launch_bounds__(128, 3) __global__ void selective_scan_sequential(
+__launch_bounds__(128, seq_detail::BLOCKS_PER_SM) __global__ void selective_scan_sequential(
     const T* __restrict__ u, const T* __restrict__ delta, const T* __restrict__ A,
     const T* __restrict__ B, const T* __restrict__ C, const T* __restrict__ Dskip,
     const T* __restrict__ z, const T* __restrict__ bias, T* __restrict__ state, T* __restrict__ y,
