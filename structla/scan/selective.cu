@@ -269,15 +269,22 @@ __global__ void selective_scan_sequential(
         __syncwarp();
         const T* tB = bc + (buffer * 2 * MAX_STATES + q) * ROW;
         const T* tC = tB + MAX_STATES * ROW;
-        // Both groups of the chunk in one stretch of code, the exponentials inline: the compiler
-        // runs them ahead of the recurrence and into the other group's sums (measured faster on
-        // the H100 than a separate loop of exponentials per group, or one group at a time).
-#pragma unroll
+#pragma unroll 1
         for (int g = 0; g < STEPS; g += GROUP) {
-            T part[GROUP];
+            // The group's exponentials, independent of the recurrence (the compiler interleaves
+            // them with it; up to 168 registers leave it room to run them well ahead).
+            T da[PER_LANE][GROUP];
 #pragma unroll
             for (int k0 = 0; k0 < GROUP; k0 += PACK) {
                 const Pack<T> dtp = *reinterpret_cast<const Pack<T>*>(dt + g + k0);
+#pragma unroll
+                for (int j = 0; j < PER_LANE; ++j)
+#pragma unroll
+                    for (int r = 0; r < PACK; ++r) da[j][k0 + r] = step_exp(dtp.v[r] * rate[j]);
+            }
+            T part[GROUP];
+#pragma unroll
+            for (int k0 = 0; k0 < GROUP; k0 += PACK) {
                 const Pack<T> dup = *reinterpret_cast<const Pack<T>*>(duc + g + k0);
 #pragma unroll
                 for (int j = 0; j < PER_LANE; ++j) {
@@ -286,7 +293,7 @@ __global__ void selective_scan_sequential(
 #pragma unroll
                     for (int r = 0; r < PACK; ++r) {
                         const int k = k0 + r;
-                        h[j] = mad(step_exp(dtp.v[r] * rate[j]), h[j], dup.v[r] * bp.v[r]);
+                        h[j] = mad(da[j][k], h[j], dup.v[r] * bp.v[r]);
                         part[k] = j == 0 ? cp.v[r] * h[j] : mad(cp.v[r], h[j], part[k]);
                     }
                 }
